@@ -1,0 +1,64 @@
+# litefs: `make run` for a demo, `make test` for the whole suite.
+SHELL := /bin/bash
+GO ?= go
+GOBIN := $(shell $(GO) env GOPATH)/bin
+VERSITYGW_VERSION := v1.8.0
+LITESTREAM_VERSION := v0.5.18
+TEST_FLAGS ?= -race -timeout 20m
+FUZZTIME ?= 10s
+
+.PHONY: all build deps test vet fuzz run bench clean
+
+all: build
+
+build:
+	$(GO) build -o bin/litefs ./cmd/litefs
+	$(GO) build -o bin/restore ./cmd/restore
+	$(GO) build -o bin/myapp ./examples/myapp
+
+# deps installs what the tests need; running it again does nothing.
+deps:
+	@command -v gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq gcc libc6-dev; }
+	@test -e /dev/fuse || echo "warning: /dev/fuse is missing: FUSE tests will be skipped" >&2
+	@if [ "$$(id -u)" != 0 ] && ! command -v fusermount3 >/dev/null; then \
+		echo "installing fuse3 (fusermount3) for non-root mounts"; \
+		sudo apt-get update -qq && sudo apt-get install -y -qq fuse3; fi
+	@$(GO) version -m $(GOBIN)/versitygw 2>/dev/null | grep -q "mod.*versitygw.*$(VERSITYGW_VERSION)" || \
+		{ echo "installing versitygw $(VERSITYGW_VERSION)"; $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION); }
+	@$(GO) version -m $(GOBIN)/litestream 2>/dev/null | grep -q "mod.*litestream.*$(LITESTREAM_VERSION)" || \
+		{ echo "installing litestream $(LITESTREAM_VERSION)"; $(GO) install github.com/benbjohnson/litestream/cmd/litestream@$(LITESTREAM_VERSION); }
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+		if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzTracker$$' -fuzztime $(FUZZTIME) ./wal/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseHeader$$' -fuzztime $(FUZZTIME) ./wal/
+
+test: deps vet
+	PATH=$(GOBIN):$$PATH $(GO) test $(TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory fuzz
+
+# run mounts demo/mnt over demo/data and runs the counter app on it.
+run: build
+	@mkdir -p demo/data demo/mnt demo/replica
+	@umount -l demo/mnt 2>/dev/null || true
+	@printf '%s\n' \
+		'[fuse]' 'dir = "$(CURDIR)/demo/mnt"' \
+		'[data]' 'dir = "$(CURDIR)/demo/data"' \
+		'[http]' 'addr = "127.0.0.1:9090"' \
+		'[[dbs]]' 'path = "$(CURDIR)/demo/mnt/db"' \
+		'[dbs.replica]' 'url = "file://$(CURDIR)/demo/replica"' > demo/litefs.toml
+	@echo "litefs: demo/mnt over demo/data, replica in demo/replica, metrics on http://127.0.0.1:9090/metrics"
+	@echo "try:    curl localhost:8080      (Ctrl-C stops app and mount)"
+	./bin/litefs mount -config demo/litefs.toml -exec "./bin/myapp -addr :8080 -db $(CURDIR)/demo/mnt/db"
+
+bench: build deps
+	PATH=$(GOBIN):$$PATH $(GO) test -run '^$$' -bench . -benchtime 2000x ./bench/...
+
+clean:
+	rm -rf bin
+	-umount -l demo/mnt 2>/dev/null
+	rm -rf demo

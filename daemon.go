@@ -1,0 +1,173 @@
+package litefs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/litefs-dev/litefs/fs"
+)
+
+// Daemon is `litefs mount`: it opens every configured database (the start-up
+// sequence), mounts the FUSE dir, runs one uploader per database and serves
+// HTTP. Shutdown flushes staging and unmounts.
+type Daemon struct {
+	cfg    *Config
+	logger *slog.Logger
+
+	dbs    []*DB
+	server *fs.Server
+	http   *http.Server
+	ln     net.Listener
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	mounted bool
+}
+
+func NewDaemon(cfg *Config, logger *slog.Logger) *Daemon {
+	return &Daemon{cfg: cfg, logger: logger}
+}
+
+// DBs returns the replicated databases, in config order.
+func (dm *Daemon) DBs() []*DB { return dm.dbs }
+
+// HTTPAddr is the address the HTTP server listens on ("" when off).
+func (dm *Daemon) HTTPAddr() string {
+	if dm.ln == nil {
+		return ""
+	}
+	return dm.ln.Addr().String()
+}
+
+// Start runs the start-up sequence and mounts. On error nothing is left
+// mounted or running.
+func (dm *Daemon) Start(ctx context.Context) (err error) {
+	cfg := dm.cfg
+	if fi, err := os.Stat(cfg.Data.Dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("data.dir %s does not exist: create it, or mount the volume there", cfg.Data.Dir)
+	}
+	if err := os.MkdirAll(cfg.FUSE.Dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("create fuse.dir: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			for _, db := range dm.dbs {
+				_ = db.Close()
+			}
+		}
+	}()
+	fsdbs := map[string]fs.DB{}
+	for _, dc := range cfg.DBs {
+		name, err := cfg.RelPath(dc.Path)
+		if err != nil {
+			return err
+		}
+		client, err := NewReplicaClient(ctx, dc.Replica)
+		if err != nil {
+			return fmt.Errorf("database %s: %w", dc.Path, err)
+		}
+		db, err := OpenDB(ctx, DBOptions{
+			Name: name, DataDir: cfg.Data.Dir, Client: client,
+			SyncInterval: time.Duration(*dc.Replica.SyncInterval),
+			AllowEmptyDB: dc.AllowEmptyDB, Logger: dm.logger,
+		})
+		if err != nil {
+			return err
+		}
+		dm.dbs = append(dm.dbs, db)
+		fsdbs[name] = db
+	}
+	if cfg.HTTP.Addr != "" && cfg.HTTP.Addr != "off" {
+		ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+		if err != nil {
+			return fmt.Errorf("http.addr %s: %w", cfg.HTTP.Addr, err)
+		}
+		dm.ln = ln
+		dm.http = &http.Server{Handler: dm.handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = dm.http.Serve(ln) }()
+	}
+	server, err := fs.Mount(fs.Options{
+		DataDir: cfg.Data.Dir, MountDir: cfg.FUSE.Dir, DBs: fsdbs,
+		AllowOther: *cfg.FUSE.AllowOther, Passthrough: *cfg.FUSE.Passthrough,
+		Debug: cfg.FUSE.Debug, Logger: dm.logger,
+	})
+	if err != nil {
+		if dm.http != nil {
+			_ = dm.http.Close()
+		}
+		return err
+	}
+	dm.server = server
+	dm.mu.Lock()
+	dm.mounted = true
+	dm.mu.Unlock()
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	dm.cancel = cancel
+	for _, db := range dm.dbs {
+		dm.wg.Add(1)
+		go func() {
+			defer dm.wg.Done()
+			db.Run(runCtx)
+		}()
+	}
+	dm.logger.Info("mounted", "fuse_dir", cfg.FUSE.Dir, "data_dir", cfg.Data.Dir, "http", dm.HTTPAddr())
+	return nil
+}
+
+// Shutdown stops the uploaders, unmounts, uploads what staging still holds
+// (bounded by ctx), and makes staging durable. Whatever could not be
+// uploaded stays staged for the next start.
+func (dm *Daemon) Shutdown(ctx context.Context) error {
+	if dm.cancel != nil {
+		dm.cancel()
+	}
+	dm.wg.Wait()
+	var errs []error
+	if dm.server != nil {
+		if err := dm.server.Unmount(); err != nil {
+			errs = append(errs, fmt.Errorf("unmount: %w", err))
+		}
+		dm.mu.Lock()
+		dm.mounted = false
+		dm.mu.Unlock()
+	}
+	for _, db := range dm.dbs {
+		if err := db.Flush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("flush %s (left in staging for the next start): %w", db.Name(), err))
+		}
+		if err := db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close %s: %w", db.Name(), err))
+		}
+	}
+	if dm.http != nil {
+		_ = dm.http.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// Ready reports whether the daemon serves its purpose: mounted, and no
+// database fenced or out of WAL mode. An S3 outage alone is not unready.
+func (dm *Daemon) Ready() error {
+	dm.mu.Lock()
+	mounted := dm.mounted
+	dm.mu.Unlock()
+	if !mounted {
+		return errors.New("not mounted")
+	}
+	for _, db := range dm.dbs {
+		if st, err := db.State(); st == StateStopped {
+			return fmt.Errorf("database %s: %v", db.Name(), err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,334 @@
+package litefs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/superfly/ltx"
+
+	"github.com/litefs-dev/litefs/replica"
+	"github.com/litefs-dev/litefs/wal"
+)
+
+// DBState says whether a database is being replicated.
+type DBState int
+
+const (
+	// StateWaiting: the database does not exist yet (or has never been in
+	// WAL mode); replication starts at its first WAL commit.
+	StateWaiting DBState = iota
+	// StateReplicating: every WAL commit becomes a staged segment.
+	StateReplicating
+	// StateStopped: replication stopped (left WAL mode, or an error that
+	// makes the history untrustworthy); Err says why.
+	StateStopped
+)
+
+func (s DBState) String() string {
+	return [...]string{"waiting", "replicating", "stopped"}[s]
+}
+
+// DB is one replicated database. The filesystem calls its fs.DB methods for
+// every operation on the database's WAL; the tracker turns them into
+// committed transactions, which become LTX segments in staging, which the
+// uploader sends to the replica.
+type DB struct {
+	name         string // relative to the data dir
+	path         string // the real file in the data dir
+	client       replica.ReplicaClient
+	logger       *slog.Logger
+	now          func() time.Time
+	stage        *staging
+	syncInterval time.Duration
+	allowEmpty   bool
+
+	// notify wakes the uploader when a segment was staged.
+	notify chan struct{}
+
+	mu       sync.Mutex
+	tracker  *wal.Tracker
+	sums     *pageSums
+	pos      Pos // the last staged transaction
+	state    DBState
+	err      error
+	encBuf   bytes.Buffer
+	undo     sumUndo
+	posDirty bool // pos changed since the last durable pos write
+
+	flushMu    sync.Mutex // one freeze and upload pass at a time
+	repMu      sync.Mutex
+	replicaPos Pos // what the replica holds (max TXID)
+
+	posFileMu  sync.Mutex
+	posWritten ltx.TXID
+	posDurable bool
+
+	Metrics dbMetrics
+}
+
+// Name is the database's path relative to the data dir.
+func (d *DB) Name() string { return d.name }
+
+// State returns the replication state and, when stopped, why.
+func (d *DB) State() (DBState, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.state, d.err
+}
+
+// Pos is the last staged position.
+func (d *DB) Pos() Pos {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.pos
+}
+
+// ReplicaPos is the newest position the replica confirmed.
+func (d *DB) ReplicaPos() Pos {
+	d.repMu.Lock()
+	defer d.repMu.Unlock()
+	return d.replicaPos
+}
+
+// stop ends replication of this database, loudly. Staged history stays and
+// is still uploaded: it is valid up to here.
+func (d *DB) stop(err error) {
+	if d.state == StateStopped {
+		return
+	}
+	d.state, d.err = StateStopped, err
+	d.logger.Error("replication stopped", "db", d.name, "reason", err)
+}
+
+// WriteWAL implements fs.DB.
+func (d *DB) WriteWAL(off int64, p []byte, write func() (int, error)) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	header := wal.TouchesHeader(off, len(p))
+	if header {
+		if err := d.barrier(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := write()
+	if err != nil {
+		return n, err
+	}
+	if d.state == StateStopped {
+		return n, nil
+	}
+	if err := d.tracker.Write(off, p[:n]); err != nil {
+		// The frames are in the WAL but not staged: the app sees the commit
+		// fail (as it would on a full disk) and SQLite will overwrite them.
+		return 0, err
+	}
+	if header && d.state == StateReplicating {
+		d.checkWALMode("WAL restart")
+	}
+	return n, nil
+}
+
+// TruncateWAL implements fs.DB.
+func (d *DB) TruncateWAL(size int64, truncate func() error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.barrier(); err != nil {
+		return err
+	}
+	if err := truncate(); err != nil {
+		return err
+	}
+	d.tracker.Truncate(size)
+	return nil
+}
+
+// SyncWAL implements fs.DB. Staging is deliberately not synced here: under
+// synchronous=FULL SQLite made the commit durable in the WAL already.
+func (d *DB) SyncWAL(sync func() error) error { return sync() }
+
+// RemoveWAL implements fs.DB.
+func (d *DB) RemoveWAL(remove func() error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.barrier(); err != nil {
+		return err
+	}
+	if err := remove(); err != nil {
+		return err
+	}
+	d.tracker.Unlink()
+	if d.state == StateReplicating {
+		d.checkWALMode("WAL removed")
+	}
+	return nil
+}
+
+// JournalCreated implements fs.DB: a database in WAL mode never makes a
+// rollback journal, so one appearing means it is leaving WAL mode.
+func (d *DB) JournalCreated() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state == StateReplicating {
+		d.stop(fmt.Errorf("database %s left WAL mode (a -journal file was created): litefs replicates only WAL-mode databases; set PRAGMA journal_mode=WAL and restart litefs", d.name))
+	}
+}
+
+// checkWALMode stops replication when the database header says rollback mode.
+func (d *DB) checkWALMode(when string) {
+	f, err := os.Open(d.path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	var b [2]byte
+	if _, err := f.ReadAt(b[:], 18); err != nil {
+		return
+	}
+	if b[0] == 1 || b[1] == 1 {
+		d.stop(fmt.Errorf("database %s left WAL mode (header says rollback journal at %s): set PRAGMA journal_mode=WAL and restart litefs", d.name, when))
+	}
+}
+
+// barrier makes staging and the position durable before WAL frames can
+// disappear (restart, truncate, unlink). Called with d.mu held.
+func (d *DB) barrier() error {
+	if err := d.stage.sync(); err != nil {
+		return err
+	}
+	if d.posDirty {
+		if err := d.writePos(d.pos, true); err != nil {
+			return err
+		}
+		d.posDirty = false
+	}
+	return nil
+}
+
+// writePos writes the pos file unless a newer position is already there.
+func (d *DB) writePos(p Pos, durable bool) error {
+	d.posFileMu.Lock()
+	defer d.posFileMu.Unlock()
+	if p.TXID < d.posWritten || (p.TXID == d.posWritten && (d.posDurable || !durable)) {
+		return nil
+	}
+	if err := writePosFile(d.stage.posPath(), p, durable); err != nil {
+		return err
+	}
+	d.posWritten, d.posDurable = p.TXID, durable
+	return nil
+}
+
+// onCommit is the tracker's callback, called with d.mu held.
+func (d *DB) onCommit(txn *wal.Txn) error {
+	switch d.state {
+	case StateWaiting:
+		return d.startReplicating(txn)
+	case StateReplicating:
+		return d.stageTxn(txn)
+	}
+	return nil
+}
+
+// stageTxn turns a committed transaction into an LTX segment in staging.
+func (d *DB) stageTxn(txn *wal.Txn) error {
+	if txn.PageSize != d.sums.pageSize {
+		d.stop(fmt.Errorf("database %s changed page size from %d to %d while replicating", d.name, d.sums.pageSize, txn.PageSize))
+		return nil
+	}
+	start := d.now()
+	pre := d.sums.Checksum()
+	d.sums.apply(txn.Pages, txn.Commit, &d.undo)
+	txid := d.pos.TXID + 1
+	hdr := ltx.Header{
+		Version:          ltx.Version,
+		PageSize:         txn.PageSize,
+		Commit:           txn.Commit,
+		MinTXID:          txid,
+		MaxTXID:          txid,
+		Timestamp:        start.UnixMilli(),
+		PreApplyChecksum: pre,
+		WALOffset:        txn.Offset,
+		WALSize:          txn.Size,
+		WALSalt1:         txn.Salt1,
+		WALSalt2:         txn.Salt2,
+	}
+	if err := d.encodeSegment(hdr, txn.Pages); err != nil {
+		d.sums.undo(&d.undo)
+		return fmt.Errorf("encode segment %d of %s: %w", txid, d.name, err)
+	}
+	if err := d.stage.append(d.encBuf.Bytes()); err != nil {
+		d.sums.undo(&d.undo)
+		return err
+	}
+	d.pos = posFromHeader(hdr, d.sums.Checksum())
+	d.posDirty = true
+	d.Metrics.staged(start, d.now(), d.encBuf.Len(), txid)
+	d.wake()
+	return nil
+}
+
+func (d *DB) encodeSegment(hdr ltx.Header, pages []wal.Page) error {
+	d.encBuf.Reset()
+	enc, err := ltx.NewEncoder(&d.encBuf)
+	if err != nil {
+		return err
+	}
+	if err := enc.EncodeHeader(hdr); err != nil {
+		return err
+	}
+	lock := ltx.LockPgno(hdr.PageSize)
+	for _, p := range pages {
+		if p.Pgno == lock || p.Pgno > hdr.Commit {
+			continue
+		}
+		if err := enc.EncodePage(ltx.PageHeader{Pgno: p.Pgno}, p.Data); err != nil {
+			return err
+		}
+	}
+	enc.SetPostApplyChecksum(d.sums.Checksum())
+	return enc.Close()
+}
+
+func (d *DB) wake() {
+	select {
+	case d.notify <- struct{}{}:
+	default:
+	}
+}
+
+// startReplicating handles a database's first WAL commit: the database
+// file plus this transaction's pages become a snapshot.
+func (d *DB) startReplicating(txn *wal.Txn) error {
+	txid := d.nextSnapshotTXID()
+	overlay := make(map[uint32][]byte, len(txn.Pages))
+	for _, p := range txn.Pages {
+		overlay[p.Pgno] = p.Data
+	}
+	sums, err := d.snapshot(txid, txn.PageSize, txn.Commit, overlay)
+	if err != nil {
+		return fmt.Errorf("first snapshot of %s: %w", d.name, err)
+	}
+	d.sums = sums
+	d.pos = Pos{TXID: txid, Checksum: sums.Checksum(), WALSalt1: txn.Salt1, WALSalt2: txn.Salt2, WALOffset: txn.Offset, WALSize: txn.Size}
+	d.posDirty = true
+	d.state = StateReplicating
+	d.logger.Info("replicating new database", "db", d.name, "snapshot_txid", txid)
+	d.wake()
+	return nil
+}
+
+// nextSnapshotTXID keeps TXIDs from ever going back on one replica path.
+func (d *DB) nextSnapshotTXID() ltx.TXID {
+	txid := d.pos.TXID
+	if r := d.ReplicaPos(); r.TXID > txid {
+		txid = r.TXID
+	}
+	return txid + 1
+}
+
+var errFenced = errors.New("fenced")

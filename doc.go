@@ -1,0 +1,25 @@
+// Package litefs holds the domain types every part of litefs shares and the
+// daemon that ties them together.
+//
+// Data flows one way: fs → wal → litefs.DB → staging → replica.
+//
+//   - fs (the FUSE loopback) hands every operation on a configured
+//     database's WAL to its DB, before the FUSE call returns.
+//   - DB feeds the writes to a wal.Tracker, which emits each committed
+//     transaction exactly once, in order. DB turns each into an LTX segment
+//     (TXID, pre- and post-apply rolling checksums, WAL position) and appends
+//     it to staging on the data volume.
+//   - The uploader (DB.Run) freezes staged segments into one object per
+//     batch and writes it to the replica (replica.ReplicaClient).
+//
+// Invariant: every committed transaction is in the WAL on the volume, in
+// staging on the volume, or in the replica. Appending to staging never
+// fsyncs; staging and the pos file are fsynced before the WAL frames they
+// copy can disappear (a WAL restart, truncate or unlink: the barriers).
+//
+// TXIDs never go back on one replica path: a database that does not continue
+// the replica's history gets a new snapshot 1-<N+1>.
+//
+// Callers: cmd/litefs (Daemon, ReadConfig), cmd/restore via
+// internal/restorecmd (ReadConfig, NewReplicaClient).
+package litefs

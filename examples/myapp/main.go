@@ -1,0 +1,56 @@
+// Command myapp is the counter app of the Kubernetes guide: each HTTP
+// request increments a counter in a SQLite database and returns it.
+package main
+
+import (
+	"database/sql"
+	"flag"
+	"fmt"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+
+	_ "github.com/mattn/go-sqlite3"
+)
+
+func main() {
+	addr := flag.String("addr", ":8080", "listen address")
+	dsn := flag.String("db", "/var/lib/myapp/db", "database path")
+	flag.Parse()
+
+	db, err := sql.Open("sqlite3", "file:"+*dsn+"?_journal_mode=WAL&_busy_timeout=5000&_synchronous=NORMAL")
+	if err != nil {
+		log.Fatalf("open %s: %v", *dsn, err)
+	}
+	defer db.Close()
+	// One connection: a counter needs no concurrency, and SQLite's writer
+	// lock then never makes a request wait on another.
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)`); err != nil {
+		log.Fatalf("create table in %s: %v", *dsn, err)
+	}
+
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		var n int64
+		err := db.QueryRow(`INSERT INTO counter (id, n) VALUES (1, 1)
+			ON CONFLICT(id) DO UPDATE SET n = n + 1 RETURNING n`).Scan(&n)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(w, "%d\n", n)
+	})
+	srv := &http.Server{Addr: *addr}
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		_ = srv.Close()
+	}()
+	log.Printf("myapp listening on %s, database %s", *addr, *dsn)
+	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+		log.Fatal(err)
+	}
+}

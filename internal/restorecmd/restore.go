@@ -1,0 +1,212 @@
+// Package restorecmd is the restore command shared by `litefs restore` and
+// the standalone `restore` binary that init containers run. It maps a
+// database path the app sees to the data dir through the config (or takes a
+// replica URL and -o), and exits 0 only when a verified database is in
+// place, or when an -if-* flag made nothing to do.
+package restorecmd
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+	"github.com/superfly/ltx"
+
+	"github.com/litefs-dev/litefs"
+	"github.com/litefs-dev/litefs/replica"
+)
+
+const usage = `usage: restore [flags] DB
+       restore [flags] -o OUT -replica URL
+       restore [flags] -o OUT URL
+
+Rebuilds a database from its replica: the newest snapshot at or before the
+target, then every segment after it, each verified, written to a temporary
+file and renamed into place.
+
+DB is the path the app sees (under fuse.dir); the database is written to the
+matching path under data.dir, or to -o.
+
+Flags:
+`
+
+// Run runs the command and returns its exit status.
+func Run(ctx context.Context, name string, args []string, stderr io.Writer) int {
+	if err := run(ctx, name, args, stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	return 0
+}
+
+type options struct {
+	config, out, replicaURL, timestamp, txid string
+	ifDBNotExists, ifReplicaExists, verbose  bool
+	parallelism                              int
+	integrityCheck                           bool
+}
+
+func run(ctx context.Context, name string, args []string, stderr io.Writer) error {
+	var o options
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	fs.StringVar(&o.config, "config", "", "config file (default $LITEFS_CONFIG, else "+litefs.DefaultConfigPath+")")
+	fs.StringVar(&o.out, "o", "", "output database path (default: the database's path under data.dir)")
+	fs.StringVar(&o.replicaURL, "replica", "", "replica URL (s3://bucket/path or file:///dir) instead of a config")
+	fs.StringVar(&o.timestamp, "timestamp", "", "restore the state as of this time (RFC3339)")
+	fs.StringVar(&o.txid, "txid", "", "restore the state at this TXID (16 hex digits, or decimal)")
+	fs.BoolVar(&o.ifDBNotExists, "if-db-not-exists", false, "succeed without doing anything if the database exists")
+	fs.BoolVar(&o.ifReplicaExists, "if-replica-exists", false, "succeed without doing anything if the replica is empty")
+	fs.IntVar(&o.parallelism, "parallelism", 8, "download workers")
+	fs.BoolVar(&o.integrityCheck, "integrity-check", false, "run PRAGMA integrity_check on the result before renaming it into place")
+	fs.BoolVar(&o.verbose, "v", false, "log each step")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	level := slog.LevelWarn
+	if o.verbose {
+		level = slog.LevelInfo
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	client, out, err := o.resolve(ctx, fs.Args())
+	if err != nil {
+		return err
+	}
+	ropt := replica.RestoreOptions{OutputPath: out, Parallelism: o.parallelism, Logger: logger}
+	if ropt.TXID, err = parseTXID(o.txid); err != nil {
+		return err
+	}
+	if o.timestamp != "" {
+		if ropt.Timestamp, err = time.Parse(time.RFC3339Nano, o.timestamp); err != nil {
+			return fmt.Errorf("-timestamp %q: write it as RFC3339, e.g. 2026-01-02T15:04:05Z", o.timestamp)
+		}
+	}
+	if ropt.TXID != 0 && !ropt.Timestamp.IsZero() {
+		return errors.New("give -txid or -timestamp, not both")
+	}
+
+	if _, err := os.Stat(out); err == nil {
+		if o.ifDBNotExists {
+			logger.Info("database exists; nothing to restore", "path", out)
+			return nil
+		}
+		return fmt.Errorf("database %s already exists: remove it first, or pass -if-db-not-exists", out)
+	}
+	if fi, err := os.Stat(filepath.Dir(out)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("directory %s does not exist: is the volume mounted there?", filepath.Dir(out))
+	}
+	start := time.Now()
+	pos, err := replica.Restore(ctx, client, ropt)
+	if errors.Is(err, replica.ErrNoReplica) && o.ifReplicaExists {
+		logger.Info("replica is empty; nothing to restore", "replica", client.Type())
+		return nil
+	} else if errors.Is(err, replica.ErrNoReplica) {
+		return fmt.Errorf("replica is empty: nothing to restore (pass -if-replica-exists to make that a success)")
+	} else if err != nil {
+		return err
+	}
+	if o.integrityCheck {
+		if err := integrityCheck(out); err != nil {
+			_ = os.Rename(out, out+".corrupt")
+			return fmt.Errorf("restored database failed its integrity check (kept as %s.corrupt): %w", out, err)
+		}
+		logger.Info("integrity check ok", "path", out)
+	}
+	logger.Info("restore complete", "path", out, "txid", pos.TXID, "checksum", pos.PostApplyChecksum, "elapsed", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// resolve finds the replica and the output path, from the flags or the
+// config file.
+func (o *options) resolve(ctx context.Context, args []string) (replica.ReplicaClient, string, error) {
+	url := o.replicaURL
+	var dbArg string
+	switch len(args) {
+	case 0:
+	case 1:
+		if strings.Contains(args[0], "://") {
+			if url != "" {
+				return nil, "", errors.New("give the replica URL once: -replica URL or as the argument")
+			}
+			url = args[0]
+		} else {
+			dbArg = args[0]
+		}
+	default:
+		return nil, "", fmt.Errorf("expected one argument (the database path), got %d: %s", len(args), strings.Join(args, " "))
+	}
+	if url != "" {
+		if o.out == "" {
+			return nil, "", errors.New("-o OUT is required with a replica URL")
+		}
+		client, err := litefs.NewReplicaClient(ctx, litefs.ReplicaConfig{URL: url})
+		return client, o.out, err
+	}
+	if dbArg == "" {
+		return nil, "", errors.New("give the database path (DB), or -o OUT with -replica URL")
+	}
+	cfg, err := litefs.ReadConfig(litefs.ConfigPath(o.config))
+	if err != nil {
+		return nil, "", err
+	}
+	db, err := cfg.FindDB(dbArg)
+	if err != nil {
+		return nil, "", err
+	}
+	out := o.out
+	if out == "" {
+		if out, err = cfg.DataPath(db.Path); err != nil {
+			return nil, "", err
+		}
+	}
+	client, err := litefs.NewReplicaClient(ctx, db.Replica)
+	return client, out, err
+}
+
+// parseTXID takes 16 hex digits as Litestream prints them, or decimal.
+func parseTXID(s string) (ltx.TXID, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if len(s) == 16 {
+		if v, err := ltx.ParseTXID(s); err == nil {
+			return v, nil
+		}
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || v == 0 {
+		return 0, fmt.Errorf("-txid %q: write 16 hex digits (0000000000000042) or a decimal number (66)", s)
+	}
+	return ltx.TXID(v), nil
+}
+
+func integrityCheck(path string) error {
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var res string
+	if err := db.QueryRow("PRAGMA integrity_check").Scan(&res); err != nil {
+		return err
+	}
+	if res != "ok" {
+		return errors.New(res)
+	}
+	return nil
+}

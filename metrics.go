@@ -1,0 +1,107 @@
+package litefs
+
+import (
+	"errors"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/superfly/ltx"
+)
+
+// dbMetrics are a database's counters, read by the HTTP metrics handler.
+type dbMetrics struct {
+	StagedTXID      atomic.Uint64
+	StagedTxns      atomic.Uint64
+	StagedBytes     atomic.Uint64
+	StageNanos      atomic.Uint64 // time spent encoding and appending
+	UploadOK        atomic.Uint64
+	UploadErr       atomic.Uint64
+	UploadedBytes   atomic.Uint64
+	OldestUnsentAt  atomic.Int64 // unix nanos of the oldest staged commit not yet in the replica; 0 = none
+	LastUploadNanos atomic.Int64
+}
+
+func (m *dbMetrics) staged(start, end time.Time, n int, txid ltx.TXID) {
+	m.StagedTXID.Store(uint64(txid))
+	m.StagedTxns.Add(1)
+	m.StagedBytes.Add(uint64(n))
+	m.StageNanos.Add(uint64(end.Sub(start)))
+	m.OldestUnsentAt.CompareAndSwap(0, start.UnixNano())
+}
+
+var (
+	descDBTXID      = prometheus.NewDesc("litefs_db_txid", "Last transaction ID staged from the database's WAL.", []string{"db"}, nil)
+	descDBSize      = prometheus.NewDesc("litefs_db_size_bytes", "Size of the database file in the data dir.", []string{"db"}, nil)
+	descWALSize     = prometheus.NewDesc("litefs_wal_bytes", "Size of the database's WAL file.", []string{"db"}, nil)
+	descReplicaTXID = prometheus.NewDesc("litefs_replica_txid", "Newest transaction ID the replica confirmed.", []string{"db"}, nil)
+	descLag         = prometheus.NewDesc("litefs_replica_lag_seconds", "Age of the oldest committed transaction not yet in the replica; 0 when caught up.", []string{"db"}, nil)
+	descStaging     = prometheus.NewDesc("litefs_staging_bytes", "Bytes staged on the volume, not yet confirmed by the replica.", []string{"db"}, nil)
+	descUploads     = prometheus.NewDesc("litefs_upload_total", "Uploads to the replica by result.", []string{"db", "result"}, nil)
+	descUploadBytes = prometheus.NewDesc("litefs_upload_bytes_total", "Bytes uploaded to the replica.", []string{"db"}, nil)
+	descFenced      = prometheus.NewDesc("litefs_fenced", "1 when another writer owns the replica and uploads stopped.", []string{"db"}, nil)
+	descReplicating = prometheus.NewDesc("litefs_db_replicating", "1 while the database is replicated; 0 while waiting for it or after replication stopped.", []string{"db"}, nil)
+)
+
+type collector struct{ dm *Daemon }
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descDBTXID, descDBSize, descWALSize, descReplicaTXID, descLag, descStaging, descUploads, descUploadBytes, descFenced, descReplicating} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	for _, db := range c.dm.dbs {
+		name := db.Name()
+		gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{name}, labels...)...)
+		}
+		counter := func(d *prometheus.Desc, v float64, labels ...string) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, append([]string{name}, labels...)...)
+		}
+		gauge(descDBTXID, float64(db.Pos().TXID))
+		gauge(descDBSize, float64(fileSize(db.path)))
+		gauge(descWALSize, float64(fileSize(db.path+"-wal")))
+		gauge(descReplicaTXID, float64(db.ReplicaPos().TXID))
+		lag := 0.0
+		if t := db.Metrics.OldestUnsentAt.Load(); t != 0 {
+			lag = now.Sub(time.Unix(0, t)).Seconds()
+		}
+		gauge(descLag, lag)
+		gauge(descStaging, float64(db.stage.bytes()))
+		counter(descUploads, float64(db.Metrics.UploadOK.Load()), "ok")
+		counter(descUploads, float64(db.Metrics.UploadErr.Load()), "error")
+		counter(descUploadBytes, float64(db.Metrics.UploadedBytes.Load()))
+		st, err := db.State()
+		fenced := 0.0
+		if st == StateStopped && errors.Is(err, errFenced) {
+			fenced = 1
+		}
+		gauge(descFenced, fenced)
+		rep := 0.0
+		if st == StateReplicating {
+			rep = 1
+		}
+		gauge(descReplicating, rep)
+	}
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+func (dm *Daemon) metricsHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{dm}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}

@@ -1,0 +1,265 @@
+package litefs
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+	"github.com/superfly/ltx"
+
+	"github.com/litefs-dev/litefs/replica"
+	"github.com/litefs-dev/litefs/wal"
+)
+
+// DBOptions says where a database lives and where it replicates to.
+type DBOptions struct {
+	Name         string // path relative to the data dir, slash-separated
+	DataDir      string
+	Client       replica.ReplicaClient
+	SyncInterval time.Duration
+	AllowEmptyDB bool
+	Logger       *slog.Logger
+	Now          func() time.Time // nil = time.Now
+}
+
+// StagingDirName is the hidden directory under the data dir.
+const StagingDirName = ".litefs"
+
+// OpenDB runs the start-up sequence (DESIGN §5) for one database before the
+// filesystem is mounted, while the daemon alone owns its files:
+//  1. the position is the newest of staging's pos file, staging's segments
+//     and the replica's newest object;
+//  2. a missing database waits for the app to create it, unless the replica
+//     holds data (then "run restore first", unless AllowEmptyDB);
+//  3. valid WAL commits past the position are staged first, so a crash
+//     between the WAL write and staging loses nothing and costs no snapshot;
+//  4. the WAL is checkpointed into the database file, whose checksum is
+//     compared with the position: equal resumes the history, different takes
+//     a new snapshot 1-<N+1>.
+func OpenDB(ctx context.Context, opt DBOptions) (*DB, error) {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	d := &DB{
+		name:         opt.Name,
+		path:         filepath.Join(opt.DataDir, filepath.FromSlash(opt.Name)),
+		client:       opt.Client,
+		logger:       opt.Logger.With("db", opt.Name),
+		now:          opt.Now,
+		syncInterval: opt.SyncInterval,
+		allowEmpty:   opt.AllowEmptyDB,
+		notify:       make(chan struct{}, 1),
+	}
+	d.tracker = wal.NewTracker(d.onCommit)
+	stage, stagePos, err := openStaging(filepath.Join(opt.DataDir, StagingDirName, filepath.FromSlash(opt.Name)))
+	if err != nil {
+		return nil, fmt.Errorf("open staging of %s: %w", opt.Name, err)
+	}
+	d.stage = stage
+	if err := d.open(ctx, stagePos); err != nil {
+		stage.close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *DB) open(ctx context.Context, stagePos Pos) error {
+	filePos, err := readPosFile(d.stage.posPath())
+	if err != nil {
+		return err
+	}
+	repPos, err := ReplicaPosition(ctx, d.client)
+	if err != nil {
+		return fmt.Errorf("read replica of %s: %w", d.name, err)
+	}
+	d.replicaPos = repPos
+	pos := newer(newer(filePos, stagePos), repPos)
+	d.pos = pos
+	d.posWritten = filePos.TXID
+
+	pageSize, exists, err := readDBHeader(d.path)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		if repPos.TXID > 0 && !d.allowEmpty {
+			return fmt.Errorf("database %s does not exist but its replica holds TXID %d: run `litefs restore` first (or set allow-empty-db = true to start a new history)", d.path, repPos.TXID)
+		}
+		d.state = StateWaiting
+		d.logger.Info("database does not exist yet: waiting for the app to create it", "path", d.path)
+		return nil
+	}
+
+	if pos.HasWAL() {
+		if err := d.recoverWAL(pageSize); err != nil {
+			return err
+		}
+	}
+	if err := checkpoint(d.path); err != nil {
+		return err
+	}
+	if pageSize, _, err = readDBHeader(d.path); err != nil {
+		return err
+	}
+	sums, err := sumFile(d.path, pageSize)
+	if err != nil {
+		return err
+	}
+	d.state = StateReplicating
+	if d.pos.TXID > 0 && sums.Checksum() == d.pos.Checksum {
+		d.sums = sums
+		d.pos = Pos{TXID: d.pos.TXID, Checksum: d.pos.Checksum}
+		d.logger.Info("resuming replication", "txid", d.pos.TXID, "checksum", d.pos.Checksum)
+		return d.writePos(d.pos, true)
+	}
+	reason := "the replica is empty"
+	if d.pos.TXID > 0 {
+		reason = fmt.Sprintf("the database (checksum %s) is not the state at TXID %d (checksum %s): it was written behind litefs's back or restored from elsewhere", sums.Checksum(), d.pos.TXID, d.pos.Checksum)
+	}
+	txid := d.nextSnapshotTXID()
+	d.logger.Info("taking a snapshot", "txid", txid, "reason", reason)
+	commit := uint32(len(sums.sums))
+	if d.sums, err = d.snapshot(txid, pageSize, commit, nil); err != nil {
+		return fmt.Errorf("snapshot %s: %w", d.name, err)
+	}
+	if d.sums.Checksum() != sums.Checksum() {
+		return fmt.Errorf("snapshot %s: database changed while litefs was starting", d.name)
+	}
+	d.pos = Pos{TXID: txid, Checksum: d.sums.Checksum()}
+	return d.writePos(d.pos, true)
+}
+
+// recoverWAL stages the WAL's commits past the position. The database file
+// plus the WAL's transactions up to the position must reproduce the
+// position's checksum; otherwise the WAL is not the one the position
+// describes and nothing is staged (the checksum compare after the checkpoint
+// then decides).
+func (d *DB) recoverWAL(pageSize uint32) error {
+	f, err := os.Open(d.path + "-wal")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("open WAL: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	sums, err := sumFile(d.path, pageSize)
+	if err != nil {
+		return err
+	}
+	d.sums = sums
+	pos := d.pos
+	found, recovered := false, 0
+	_, _, err = wal.Scan(f, fi.Size(), func(txn *wal.Txn) error {
+		if found {
+			if err := d.stageTxn(txn); err != nil {
+				return err
+			}
+			recovered++
+			return nil
+		}
+		if txn.PageSize != d.sums.pageSize {
+			return errStopScan
+		}
+		d.sums.apply(txn.Pages, txn.Commit, &d.undo)
+		if txn.Salt1 == pos.WALSalt1 && txn.Salt2 == pos.WALSalt2 && txn.Offset == pos.WALOffset {
+			if d.sums.Checksum() != pos.Checksum {
+				return errStopScan
+			}
+			found = true
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopScan) {
+		return fmt.Errorf("recover WAL of %s: %w", d.name, err)
+	}
+	if recovered > 0 {
+		d.logger.Info("staged commits found in the WAL past the last position", "count", recovered, "txid", d.pos.TXID)
+	}
+	return nil
+}
+
+var errStopScan = errors.New("stop scan")
+
+// checkpoint puts the database in WAL mode and moves the whole WAL into the
+// database file, so the file alone holds the state.
+func checkpoint(path string) error {
+	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000")
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer db.Close()
+	var mode string
+	if err := db.QueryRow("PRAGMA journal_mode=WAL").Scan(&mode); err != nil {
+		return fmt.Errorf("set WAL mode on %s: %w", path, err)
+	}
+	if mode != "wal" {
+		return fmt.Errorf("database %s cannot be put in WAL mode (journal_mode is %q): litefs replicates only WAL-mode databases", path, mode)
+	}
+	var busy, logFrames, done int
+	if err := db.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	if busy != 0 {
+		return fmt.Errorf("checkpoint %s: database is busy: is another process using it outside litefs?", path)
+	}
+	return nil
+}
+
+// ReplicaPosition returns the replica's newest TXID and the checksum after
+// it; the zero Pos for an empty replica.
+func ReplicaPosition(ctx context.Context, c replica.ReplicaClient) (Pos, error) {
+	var best *ltx.FileInfo
+	for level := 0; level <= replica.SnapshotLevel; level++ {
+		infos, err := c.LTXFiles(ctx, level, 0)
+		if err != nil {
+			return Pos{}, err
+		}
+		for _, info := range infos {
+			if best == nil || info.MaxTXID > best.MaxTXID {
+				best = info
+			}
+		}
+	}
+	if best == nil {
+		return Pos{}, nil
+	}
+	post := best.PostApplyChecksum
+	if post == 0 {
+		var err error
+		if post, err = readRemotePostApply(ctx, c, best); err != nil {
+			return Pos{}, err
+		}
+	}
+	return Pos{TXID: best.MaxTXID, Checksum: post}, nil
+}
+
+func readRemotePostApply(ctx context.Context, c replica.ReplicaClient, info *ltx.FileInfo) (ltx.Checksum, error) {
+	rc, err := c.OpenLTXFile(ctx, info.Level, info.MinTXID, info.MaxTXID, info.Size-ltx.TrailerSize, ltx.TrailerSize)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	var b [ltx.TrailerSize]byte
+	if _, err := io.ReadFull(rc, b[:]); err != nil {
+		return 0, fmt.Errorf("read trailer of %s: %w", ltx.FormatFilename(info.MinTXID, info.MaxTXID), err)
+	}
+	var t ltx.Trailer
+	if err := t.UnmarshalBinary(b[:]); err != nil {
+		return 0, err
+	}
+	return t.PostApplyChecksum, nil
+}

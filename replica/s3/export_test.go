@@ -1,0 +1,5 @@
+package s3
+
+// SetPartSize sets the multipart part size (and single-PUT threshold); for
+// tests that need a multipart upload without GiBs of data.
+func SetPartSize(c *Client, n int64) { c.partSize = n }

@@ -1,0 +1,373 @@
+package litefs
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	"github.com/superfly/ltx"
+)
+
+// staging holds what is committed but not yet confirmed by the replica, on
+// the data volume, in <data dir>/.litefs/<db>/:
+//
+//	log                    segments appended as committed: [8-byte length][LTX file]...
+//	sealed                 a log being frozen (at most one)
+//	frozen/L<level>-<min>-<max>.ltx   objects with their final name and bytes
+//	pos                    the last position (JSON), durable at WAL barriers
+//
+// Appending is on the commit path, so it never fsyncs; sync makes the log
+// durable before the WAL frames it copies can disappear. A frozen file is
+// written (fsync, rename) before its first upload, so every retry, even
+// after a restart, sends the same key and bytes.
+type staging struct {
+	dir string
+
+	mu         sync.Mutex
+	log        *os.File
+	logSize    int64
+	logRecords int
+	dirty      bool
+	frozenSize int64
+}
+
+type frozenFile struct {
+	Level    int
+	Min, Max ltx.TXID
+	Path     string
+	Size     int64
+}
+
+const recordHeaderSize = 8
+
+func openStaging(dir string) (*staging, Pos, error) {
+	s := &staging{dir: dir}
+	if err := os.MkdirAll(filepath.Join(dir, "frozen"), 0o700); err != nil {
+		return nil, Pos{}, fmt.Errorf("create staging: %w", err)
+	}
+	// A sealed log means a freeze was interrupted: finish it first, it is older
+	// than the log.
+	if _, err := os.Stat(s.sealedPath()); err == nil {
+		if err := s.freezeSealed(); err != nil {
+			return nil, Pos{}, err
+		}
+	}
+	pos, err := s.recoverLog()
+	if err != nil {
+		return nil, Pos{}, err
+	}
+	ff, err := s.frozen()
+	if err != nil {
+		return nil, Pos{}, err
+	}
+	for _, f := range ff {
+		s.frozenSize += f.Size
+		if f.Max > pos.TXID {
+			post, err := readPostApply(f.Path)
+			if err != nil {
+				return nil, Pos{}, err
+			}
+			pos = newer(pos, Pos{TXID: f.Max, Checksum: post})
+		}
+	}
+	return s, pos, nil
+}
+
+func (s *staging) logPath() string    { return filepath.Join(s.dir, "log") }
+func (s *staging) sealedPath() string { return filepath.Join(s.dir, "sealed") }
+func (s *staging) posPath() string    { return filepath.Join(s.dir, "pos") }
+
+// recoverLog opens the log, keeps its valid records and cuts a torn tail
+// (a crash mid-append: those commits are still in the WAL).
+func (s *staging) recoverLog() (Pos, error) {
+	f, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return Pos{}, fmt.Errorf("open staging log: %w", err)
+	}
+	var pos Pos
+	valid, n, err := scanRecords(f, func(hdr ltx.Header, post ltx.Checksum) {
+		pos = posFromHeader(hdr, post)
+	})
+	if err != nil {
+		f.Close()
+		return Pos{}, err
+	}
+	if err := f.Truncate(valid); err != nil {
+		f.Close()
+		return Pos{}, fmt.Errorf("cut torn staging log: %w", err)
+	}
+	if _, err := f.Seek(valid, io.SeekStart); err != nil {
+		f.Close()
+		return Pos{}, err
+	}
+	s.log, s.logSize, s.logRecords = f, valid, n
+	return pos, nil
+}
+
+// scanRecords verifies each record and returns the length of the valid prefix.
+func scanRecords(f *os.File, fn func(hdr ltx.Header, post ltx.Checksum)) (valid int64, n int, err error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, 0, err
+	}
+	size := fi.Size()
+	var lenbuf [recordHeaderSize]byte
+	for valid+recordHeaderSize <= size {
+		if _, err := f.ReadAt(lenbuf[:], valid); err != nil {
+			return 0, 0, fmt.Errorf("read staging log: %w", err)
+		}
+		l := int64(binary.BigEndian.Uint64(lenbuf[:]))
+		if l <= 0 || valid+recordHeaderSize+l > size {
+			break
+		}
+		dec := ltx.NewDecoder(io.NewSectionReader(f, valid+recordHeaderSize, l))
+		if err := dec.Verify(); err != nil {
+			break
+		}
+		fn(dec.Header(), dec.Trailer().PostApplyChecksum)
+		valid += recordHeaderSize + l
+		n++
+	}
+	return valid, n, nil
+}
+
+// append adds one encoded LTX segment to the log. No fsync: see sync.
+func (s *staging) append(rec []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	buf := make([]byte, recordHeaderSize, recordHeaderSize+len(rec))
+	binary.BigEndian.PutUint64(buf, uint64(len(rec)))
+	buf = append(buf, rec...)
+	if _, err := s.log.Write(buf); err != nil {
+		// A partial record would poison the log: cut it off.
+		_ = s.log.Truncate(s.logSize)
+		_, _ = s.log.Seek(s.logSize, io.SeekStart)
+		return fmt.Errorf("append to staging: %w", err)
+	}
+	s.logSize += int64(len(buf))
+	s.logRecords++
+	s.dirty = true
+	return nil
+}
+
+// sync makes every appended segment durable.
+func (s *staging) sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.dirty {
+		return nil
+	}
+	if err := s.log.Sync(); err != nil {
+		return fmt.Errorf("sync staging log: %w", err)
+	}
+	s.dirty = false
+	return nil
+}
+
+// bytes is what staging holds on disk, for the metric and the bound.
+func (s *staging) bytes() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logSize + s.frozenSize
+}
+
+// freeze turns the log's segments into one frozen object. It is called by one
+// goroutine at a time (the uploader, or shutdown after it stopped).
+func (s *staging) freeze() error {
+	s.mu.Lock()
+	if s.logRecords == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	if err := s.log.Sync(); err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("sync staging log: %w", err)
+	}
+	if err := os.Rename(s.logPath(), s.sealedPath()); err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("seal staging log: %w", err)
+	}
+	old := s.log
+	f, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600)
+	if err != nil {
+		// Keep appending to the sealed file: nothing is lost, the next freeze
+		// retries.
+		_ = os.Rename(s.sealedPath(), s.logPath())
+		s.mu.Unlock()
+		return fmt.Errorf("open staging log: %w", err)
+	}
+	s.log, s.logSize, s.logRecords, s.dirty = f, 0, 0, false
+	s.mu.Unlock()
+	old.Close()
+	return s.freezeSealed()
+}
+
+// freezeSealed compacts the sealed log into one frozen object and removes it.
+func (s *staging) freezeSealed() error {
+	f, err := os.Open(s.sealedPath())
+	if err != nil {
+		return fmt.Errorf("open sealed staging log: %w", err)
+	}
+	defer f.Close()
+	var hdrs []ltx.Header
+	var sections []io.Reader
+	var off int64
+	valid, _, err := scanRecords(f, func(hdr ltx.Header, _ ltx.Checksum) {
+		hdrs = append(hdrs, hdr)
+	})
+	if err != nil {
+		return err
+	}
+	var lenbuf [recordHeaderSize]byte
+	for off < valid {
+		if _, err := f.ReadAt(lenbuf[:], off); err != nil {
+			return fmt.Errorf("read sealed staging log: %w", err)
+		}
+		l := int64(binary.BigEndian.Uint64(lenbuf[:]))
+		sections = append(sections, io.NewSectionReader(f, off+recordHeaderSize, l))
+		off += recordHeaderSize + l
+	}
+	if len(hdrs) > 0 {
+		min, max := hdrs[0].MinTXID, hdrs[len(hdrs)-1].MaxTXID
+		err := s.writeFrozen(0, min, max, func(w io.Writer) error {
+			if len(sections) == 1 {
+				_, err := io.Copy(w, sections[0])
+				return err
+			}
+			c, err := ltx.NewCompactor(w, sections)
+			if err != nil {
+				return err
+			}
+			return c.Compact(context.Background())
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if err := os.Remove(s.sealedPath()); err != nil {
+		return fmt.Errorf("remove sealed staging log: %w", err)
+	}
+	return nil
+}
+
+func frozenName(level int, min, max ltx.TXID) string {
+	return fmt.Sprintf("L%d-%s", level, ltx.FormatFilename(min, max))
+}
+
+// writeFrozen writes an object durably under its final name.
+func (s *staging) writeFrozen(level int, min, max ltx.TXID, write func(io.Writer) error) error {
+	path := filepath.Join(s.dir, "frozen", frozenName(level, min, max))
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("freeze %s: %w", filepath.Base(path), err)
+	}
+	err = write(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	var size int64
+	if err == nil {
+		size, err = f.Seek(0, io.SeekCurrent)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("freeze %s: %w", filepath.Base(path), err)
+	}
+	s.mu.Lock()
+	s.frozenSize += size
+	s.mu.Unlock()
+	return nil
+}
+
+// frozen lists frozen objects in upload order: by MaxTXID, snapshots first.
+func (s *staging) frozen() ([]frozenFile, error) {
+	dir := filepath.Join(s.dir, "frozen")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list staging: %w", err)
+	}
+	var out []frozenFile
+	for _, e := range ents {
+		var level int
+		var name string
+		if _, err := fmt.Sscanf(e.Name(), "L%d-%s", &level, &name); err != nil {
+			continue
+		}
+		min, max, err := ltx.ParseFilename(name)
+		if err != nil {
+			continue // a .tmp left by a crash
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return nil, fmt.Errorf("list staging: %w", err)
+		}
+		out = append(out, frozenFile{Level: level, Min: min, Max: max, Path: filepath.Join(dir, e.Name()), Size: fi.Size()})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Max != out[j].Max {
+			return out[i].Max < out[j].Max
+		}
+		return out[i].Level > out[j].Level
+	})
+	return out, nil
+}
+
+// remove deletes a frozen object the replica confirmed.
+func (s *staging) remove(f frozenFile) error {
+	if err := os.Remove(f.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove staged %s: %w", filepath.Base(f.Path), err)
+	}
+	s.mu.Lock()
+	s.frozenSize -= f.Size
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *staging) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.log == nil {
+		return nil
+	}
+	err := s.log.Close()
+	s.log = nil
+	return err
+}
+
+// readPostApply reads an LTX file's post-apply checksum from its trailer.
+func readPostApply(path string) (ltx.Checksum, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var t [ltx.TrailerSize]byte
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if _, err := f.ReadAt(t[:], fi.Size()-ltx.TrailerSize); err != nil {
+		return 0, fmt.Errorf("read trailer of %s: %w", path, err)
+	}
+	var tr ltx.Trailer
+	if err := tr.UnmarshalBinary(t[:]); err != nil {
+		return 0, fmt.Errorf("read trailer of %s: %w", path, err)
+	}
+	return tr.PostApplyChecksum, nil
+}
