@@ -20,9 +20,9 @@ func TestSingleRowCommits(t *testing.T) {
 			e := newEnv(t, "1s")
 			e.start()
 			db := e.open("_journal_mode=WAL&_synchronous=" + sync)
-			exec(t, db, `CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)`)
+			mustExec(t, db, `CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)`)
 			for i := 0; i < 1000; i++ {
-				exec(t, db, `INSERT INTO t (v) VALUES (?)`, fmt.Sprintf("row %d", i))
+				mustExec(t, db, `INSERT INTO t (v) VALUES (?)`, fmt.Sprintf("row %d", i))
 			}
 			e.verify(db)
 			if got := e.db().Pos().TXID; got < 1001 {
@@ -39,9 +39,9 @@ func TestSpillsAndRollback(t *testing.T) {
 	e.start()
 	db := e.open("_journal_mode=WAL&_cache_size=10")
 	db.SetMaxOpenConns(1)
-	exec(t, db, `CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)`)
+	mustExec(t, db, `CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)`)
 	for i := 0; i < 200; i++ {
-		exec(t, db, `INSERT INTO t (v) VALUES (randomblob(500))`)
+		mustExec(t, db, `INSERT INTO t (v) VALUES (randomblob(500))`)
 	}
 	for round := 0; round < 3; round++ {
 		tx, err := db.Begin()
@@ -49,7 +49,7 @@ func TestSpillsAndRollback(t *testing.T) {
 			t.Fatal(err)
 		}
 		for pass := 0; pass < 5; pass++ {
-			exec(t, tx, `UPDATE t SET v = randomblob(500 + ?)`, pass)
+			mustExec(t, tx, `UPDATE t SET v = randomblob(500 + ?)`, pass)
 		}
 		if err := tx.Commit(); err != nil {
 			t.Fatal(err)
@@ -62,13 +62,13 @@ func TestSpillsAndRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	for pass := 0; pass < 5; pass++ {
-		exec(t, tx, `UPDATE t SET v = randomblob(700)`)
+		mustExec(t, tx, `UPDATE t SET v = randomblob(700)`)
 	}
 	if err := tx.Rollback(); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 10; i++ {
-		exec(t, db, `UPDATE t SET v = randomblob(100) WHERE id = ?`, i+1)
+		mustExec(t, db, `UPDATE t SET v = randomblob(100) WHERE id = ?`, i+1)
 	}
 	e.verify(db)
 }
@@ -79,15 +79,15 @@ func TestCheckpointsAndRestarts(t *testing.T) {
 	e := newEnv(t, "1s")
 	e.start()
 	db := e.open("_journal_mode=WAL")
-	exec(t, db, `PRAGMA wal_autocheckpoint=20`)
-	exec(t, db, `PRAGMA journal_size_limit=8192`)
-	exec(t, db, `CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)`)
+	mustExec(t, db, `PRAGMA wal_autocheckpoint=20`)
+	mustExec(t, db, `PRAGMA journal_size_limit=8192`)
+	mustExec(t, db, `CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)`)
 	modes := []string{"PASSIVE", "FULL", "RESTART", "TRUNCATE"}
 	for i := 0; i < 40; i++ {
 		for j := 0; j < 10; j++ {
-			exec(t, db, `INSERT INTO t (v) VALUES (randomblob(300))`)
+			mustExec(t, db, `INSERT INTO t (v) VALUES (randomblob(300))`)
 		}
-		exec(t, db, fmt.Sprintf(`PRAGMA wal_checkpoint(%s)`, modes[i%len(modes)]))
+		mustExec(t, db, fmt.Sprintf(`PRAGMA wal_checkpoint(%s)`, modes[i%len(modes)]))
 	}
 	e.verify(db)
 
@@ -95,7 +95,7 @@ func TestCheckpointsAndRestarts(t *testing.T) {
 	db.Close()
 	db = e.open("_journal_mode=WAL")
 	for i := 0; i < 50; i++ {
-		exec(t, db, `UPDATE t SET v = randomblob(200) WHERE id = ?`, i+1)
+		mustExec(t, db, `UPDATE t SET v = randomblob(200) WHERE id = ?`, i+1)
 	}
 	e.verify(db)
 }
@@ -106,8 +106,8 @@ func TestWriterAndReaders(t *testing.T) {
 	e := newEnv(t, "0s")
 	e.start()
 	w := e.open("_journal_mode=WAL")
-	exec(t, w, `CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)`)
-	exec(t, w, `INSERT INTO t (v) VALUES (0)`)
+	mustExec(t, w, `CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)`)
+	mustExec(t, w, `INSERT INTO t (v) VALUES (0)`)
 
 	long := e.open("_journal_mode=WAL")
 	ltx, err := long.Begin()
@@ -142,9 +142,9 @@ func TestWriterAndReaders(t *testing.T) {
 		}()
 	}
 	for i := 0; i < 500; i++ {
-		exec(t, w, `INSERT INTO t (v) VALUES (?)`, i)
+		mustExec(t, w, `INSERT INTO t (v) VALUES (?)`, i)
 		if i%100 == 0 {
-			exec(t, w, `PRAGMA wal_checkpoint(PASSIVE)`)
+			mustExec(t, w, `PRAGMA wal_checkpoint(PASSIVE)`)
 		}
 	}
 	close(stop)
@@ -170,16 +170,16 @@ func TestPageSizesVacuumGrowShrink(t *testing.T) {
 			e.start()
 			db := e.open("")
 			db.SetMaxOpenConns(1)
-			exec(t, db, fmt.Sprintf(`PRAGMA page_size=%d`, ps))
-			exec(t, db, `CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)`)
-			exec(t, db, `INSERT INTO t (v) VALUES (randomblob(100))`)
-			exec(t, db, `PRAGMA journal_mode=WAL`)
+			mustExec(t, db, fmt.Sprintf(`PRAGMA page_size=%d`, ps))
+			mustExec(t, db, `CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)`)
+			mustExec(t, db, `INSERT INTO t (v) VALUES (randomblob(100))`)
+			mustExec(t, db, `PRAGMA journal_mode=WAL`)
 			for i := 0; i < 300; i++ {
-				exec(t, db, `INSERT INTO t (v) VALUES (randomblob(2000))`)
+				mustExec(t, db, `INSERT INTO t (v) VALUES (randomblob(2000))`)
 			}
 			e.verify(db)
-			exec(t, db, `DELETE FROM t WHERE id > 20`)
-			exec(t, db, `VACUUM`)
+			mustExec(t, db, `DELETE FROM t WHERE id > 20`)
+			mustExec(t, db, `VACUUM`)
 			e.verify(db)
 			var pages int
 			if err := db.QueryRow(`PRAGMA page_count`).Scan(&pages); err != nil {
@@ -189,7 +189,7 @@ func TestPageSizesVacuumGrowShrink(t *testing.T) {
 				t.Fatalf("restored %d pages, live %d", got, pages)
 			}
 			for i := 0; i < 100; i++ {
-				exec(t, db, `INSERT INTO t (v) VALUES (randomblob(3000))`)
+				mustExec(t, db, `INSERT INTO t (v) VALUES (randomblob(3000))`)
 			}
 			e.verify(db)
 		})
@@ -211,18 +211,18 @@ func TestRestoreEveryBoundary(t *testing.T) {
 	e := newEnv(t, "0s")
 	e.start()
 	db := e.open("_journal_mode=WAL")
-	exec(t, db, `CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)`)
+	mustExec(t, db, `CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)`)
 	want := map[ltx.TXID]ltx.Checksum{}
 	snap := e.flush()
 	want[snap.TXID] = snap.Checksum
 	for i := 0; i < 60; i++ {
 		switch i % 4 {
 		case 0, 1:
-			exec(t, db, `INSERT INTO t (v) VALUES (?)`, strings.Repeat("x", i*37))
+			mustExec(t, db, `INSERT INTO t (v) VALUES (?)`, strings.Repeat("x", i*37))
 		case 2:
-			exec(t, db, `UPDATE t SET v = v || 'y' WHERE id % 3 = ?`, i%3)
+			mustExec(t, db, `UPDATE t SET v = v || 'y' WHERE id % 3 = ?`, i%3)
 		case 3:
-			exec(t, db, `DELETE FROM t WHERE id = ?`, i/2)
+			mustExec(t, db, `DELETE FROM t WHERE id = ?`, i/2)
 		}
 		p := e.flush()
 		if _, dup := want[p.TXID]; dup {

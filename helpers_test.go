@@ -3,6 +3,7 @@ package litefs_test
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/litefs-dev/litefs"
 	"github.com/litefs-dev/litefs/replica"
 	"github.com/litefs-dev/litefs/replica/file"
+	"github.com/litefs-dev/litefs/wal"
 )
 
 // env is one data dir, mount dir and file replica, with a daemon in this
@@ -135,7 +137,7 @@ func openDB(t testing.TB, path, params string) *sql.DB {
 	return db
 }
 
-func exec(t testing.TB, db interface {
+func mustExec(t testing.TB, db interface {
 	Exec(string, ...any) (sql.Result, error)
 }, q string, args ...any) {
 	t.Helper()
@@ -179,6 +181,9 @@ func (e *env) restore(txid ltx.TXID) (string, ltx.Pos) {
 func (e *env) verify(live *sql.DB) {
 	e.t.Helper()
 	pos := e.flush()
+	if live := e.liveChecksum(); live != pos.Checksum {
+		e.t.Fatalf("live database checksum %s, tracked %s at TXID %d", live, pos.Checksum, pos.TXID)
+	}
 	out, rpos := e.restore(0)
 	if rpos.TXID != pos.TXID || rpos.PostApplyChecksum != pos.Checksum {
 		e.t.Fatalf("restored %d/%s, live %d/%s", rpos.TXID, rpos.PostApplyChecksum, pos.TXID, pos.Checksum)
@@ -243,4 +248,52 @@ func dump(t testing.TB, db *sql.DB) string {
 		rows.Close()
 	}
 	return b.String()
+}
+
+// liveChecksum computes the rolling checksum of the live database from the
+// data dir: the database file with the WAL's committed transactions laid
+// over it. It shares no code with the tracker.
+func (e *env) liveChecksum() ltx.Checksum {
+	e.t.Helper()
+	path := filepath.Join(e.dataDir, "db")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	pageSize := int(binary.BigEndian.Uint16(b[16:18]))
+	if pageSize == 1 {
+		pageSize = 65536
+	}
+	pages := map[uint32][]byte{}
+	for i := 0; i+pageSize <= len(b); i += pageSize {
+		pages[uint32(i/pageSize)+1] = b[i : i+pageSize]
+	}
+	commit := uint32(len(b) / pageSize)
+	if f, err := os.Open(path + "-wal"); err == nil {
+		fi, _ := f.Stat()
+		_, _, err := wal.Scan(f, fi.Size(), func(txn *wal.Txn) error {
+			for _, p := range txn.Pages {
+				pages[p.Pgno] = append([]byte(nil), p.Data...)
+			}
+			commit = txn.Commit
+			return nil
+		})
+		f.Close()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	var sum ltx.Checksum
+	lock := ltx.LockPgno(uint32(pageSize))
+	for pgno := uint32(1); pgno <= commit; pgno++ {
+		if pgno == lock {
+			continue
+		}
+		data, ok := pages[pgno]
+		if !ok {
+			data = make([]byte, pageSize)
+		}
+		sum ^= ltx.ChecksumPage(pgno, data)
+	}
+	return ltx.ChecksumFlag | sum
 }

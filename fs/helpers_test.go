@@ -9,7 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
+	"os/exec"
 	"strconv"
 	"sync"
 	"syscall"
@@ -293,5 +293,3 @@ func withTimeout(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
-
-var _ = filepath.Join

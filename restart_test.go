@@ -1,0 +1,193 @@
+package litefs_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// litefsBin builds cmd/litefs once per test binary.
+func litefsBin(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "litefs-bin-")
+		if buildErr != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-o", binDir, "./cmd/litefs", "./cmd/restore", "./examples/myapp").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+func freePort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startProcess runs `litefs mount` as a child process and waits for /readyz.
+func (e *env) startProcess() *exec.Cmd {
+	e.t.Helper()
+	addr := freePort(e.t)
+	cfgPath := filepath.Join(e.root, "litefs.toml")
+	text := e.configText()
+	text = replaceHTTP(text, addr)
+	if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(litefsBin(e.t), "litefs"), "mount", "-config", cfgPath)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if !testing.Verbose() {
+		cmd.Stdout, cmd.Stderr = nil, nil
+	}
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_, _ = cmd.Process.Wait()
+		_ = syscall.Unmount(e.mountDir, syscall.MNT_DETACH)
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return cmd
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("litefs mount not ready after 30s: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func replaceHTTP(text, addr string) string {
+	return strings.Replace(text, `addr = "127.0.0.1:0"`, fmt.Sprintf("addr = %q", addr), 1)
+}
+
+// Segments staged but not uploaded when the daemon stops arrive after the
+// restart, in order, once, with no new snapshot.
+func TestRestartWithStagedSegments(t *testing.T) {
+	e := newEnv(t, "1h")
+	e.start()
+	db := e.open("_journal_mode=WAL")
+	mustExec(t, db, `CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)`)
+	e.flush()
+	for i := 0; i < 50; i++ {
+		mustExec(t, db, `INSERT INTO t (v) VALUES (?)`, fmt.Sprint(i))
+	}
+	staged := e.db().Pos()
+	db.Close()
+	// A cancelled context: the shutdown cannot upload, staging keeps it all.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = e.dm.Shutdown(ctx)
+	e.dm = nil
+	if got := e.replicaMaxTXID(); got >= uint64(staged.TXID) {
+		t.Fatalf("replica already has TXID %d; the test needs staged segments", got)
+	}
+
+	e.start()
+	if p := e.db().Pos(); p.TXID != staged.TXID || p.Checksum != staged.Checksum {
+		t.Fatalf("restarted at %d/%s, stopped at %d/%s", p.TXID, p.Checksum, staged.TXID, staged.Checksum)
+	}
+	db = e.open("_journal_mode=WAL")
+	mustExec(t, db, `INSERT INTO t (v) VALUES ('after')`)
+	e.verify(db)
+	e.checkOneHistory(1)
+}
+
+// kill -9 right after commits: a restarted daemon resumes the same history.
+func TestKillAfterCommits(t *testing.T) {
+	e := newEnv(t, "1h")
+	cmd := e.startProcess()
+	db := e.open("_journal_mode=WAL")
+	mustExec(t, db, `CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)`)
+	for i := 0; i < 200; i++ {
+		mustExec(t, db, `INSERT INTO t (v) VALUES (?)`, fmt.Sprint(i))
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = cmd.Process.Wait()
+	db.Close()
+
+	e.start() // detaches the dead mount
+	db = e.open("_journal_mode=WAL")
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM t`).Scan(&n); err != nil || n != 200 {
+		t.Fatalf("after kill -9: %d rows (%v), want 200", n, err)
+	}
+	mustExec(t, db, `INSERT INTO t (v) VALUES ('after')`)
+	e.verify(db)
+	e.checkOneHistory(1)
+}
+
+func (e *env) replicaMaxTXID() uint64 {
+	e.t.Helper()
+	var max uint64
+	for _, level := range []int{0, 9} {
+		infos, err := e.client().LTXFiles(context.Background(), level, 0)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for _, i := range infos {
+			if uint64(i.MaxTXID) > max {
+				max = uint64(i.MaxTXID)
+			}
+		}
+	}
+	return max
+}
+
+// checkOneHistory asserts the replica holds the given number of snapshots
+// and an unbroken chain of segments after the first.
+func (e *env) checkOneHistory(snapshots int) {
+	e.t.Helper()
+	snaps, err := e.client().LTXFiles(context.Background(), 9, 0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if len(snaps) != snapshots {
+		e.t.Fatalf("%d snapshots in the replica, want %d", len(snaps), snapshots)
+	}
+	segs, err := e.client().LTXFiles(context.Background(), 0, 0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	prev := snaps[0].MaxTXID
+	for _, s := range segs {
+		if s.MinTXID != prev+1 {
+			e.t.Fatalf("segment %s-%s after %s: gap or duplicate", s.MinTXID, s.MaxTXID, prev)
+		}
+		prev = s.MaxTXID
+	}
+}
