@@ -102,7 +102,7 @@ func (d *DB) stop(err error) {
 		return
 	}
 	d.state, d.err = StateStopped, err
-	d.logger.Error("replication stopped", "db", d.name, "reason", err)
+	d.logger.Error("replication stopped", "reason", err)
 }
 
 // WriteWAL implements fs.DB.
@@ -317,7 +317,7 @@ func (d *DB) startReplicating(txn *wal.Txn) error {
 	d.pos = Pos{TXID: txid, Checksum: sums.Checksum(), WALSalt1: txn.Salt1, WALSalt2: txn.Salt2, WALOffset: txn.Offset, WALSize: txn.Size}
 	d.posDirty = true
 	d.state = StateReplicating
-	d.logger.Info("replicating new database", "db", d.name, "snapshot_txid", txid)
+	d.logger.Info("replicating new database", "snapshot_txid", txid)
 	d.wake()
 	return nil
 }

@@ -29,6 +29,7 @@ func Scan(r io.ReaderAt, size int64, fn func(*Txn) error) (Header, int64, error)
 // scanner walks a WAL file frame by frame; Load keeps its final state to seed
 // a tracker.
 type scanner struct {
+	raw   [HeaderSize]byte // the header bytes as read
 	hdr   Header
 	valid bool
 	end   int64     // end of the last valid commit (padding included)
@@ -48,14 +49,14 @@ func (s *scanner) run(r io.ReaderAt, size int64, fn func(*Txn) error) error {
 	if size < HeaderSize {
 		return nil
 	}
-	var hb [HeaderSize]byte
-	if n, err := r.ReadAt(hb[:], 0); n < HeaderSize {
+	if n, err := r.ReadAt(s.raw[:], 0); n < HeaderSize {
+		s.raw = [HeaderSize]byte{}
 		if err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("wal: read header: %w", err)
 		}
 		return nil
 	}
-	hdr, err := ParseHeader(hb[:])
+	hdr, err := ParseHeader(s.raw[:])
 	if err != nil {
 		return nil // not an error: SQLite ignores such a WAL too
 	}

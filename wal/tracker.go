@@ -348,7 +348,9 @@ func (t *Tracker) Truncate(size int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if size < HeaderSize {
+		hb := t.hdrBuf
 		t.reset()
+		copy(t.hdrBuf[:max(size, 0)], hb[:]) // what is left of the header
 		return
 	}
 	if !t.valid {
@@ -383,11 +385,10 @@ func (t *Tracker) Load(r io.ReaderAt, size int64) error {
 	if err != nil {
 		return fmt.Errorf("wal: load: %w", err)
 	}
+	t.hdrBuf = s.raw // even if invalid: a later write may complete it
 	if !s.valid {
 		return nil
 	}
-	b, _ := s.hdr.AppendBinary(nil)
-	copy(t.hdrBuf[:], b)
 	t.startGeneration(s.hdr)
 	t.base, t.ck0 = s.end, s.ck
 	if s.end > HeaderSize {

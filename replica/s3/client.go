@@ -208,7 +208,7 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 
 	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		if ca := os.Getenv("AWS_CA_BUNDLE"); ca != "" && strings.Contains(strings.ToLower(err.Error()), "ca bundle") {
+		if ca := os.Getenv("AWS_CA_BUNDLE"); ca != "" && (strings.Contains(err.Error(), ca) || strings.Contains(strings.ToLower(err.Error()), "ca bundle")) {
 			return nil, fmt.Errorf("s3: AWS_CA_BUNDLE=%s cannot be used (unset it or point it at a PEM file): %w", ca, err)
 		}
 		return nil, fmt.Errorf("s3: load AWS config (environment, ~/.aws/config): %w", err)
