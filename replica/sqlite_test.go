@@ -1,11 +1,11 @@
 package replica_test
 
 import (
-	"context"
 	"database/sql"
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	_ "github.com/mattn/go-sqlite3"
@@ -28,7 +28,7 @@ func sqliteHistory(t *testing.T, pageSize int) (*replicatest.Chain, map[ltx.TXID
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	for _, q := range []string{"PRAGMA page_size=" + itoa(pageSize), "PRAGMA journal_mode=WAL"} {
+	for _, q := range []string{"PRAGMA page_size=" + strconv.Itoa(pageSize), "PRAGMA journal_mode=WAL"} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(err)
 		}
@@ -79,16 +79,6 @@ func sqliteHistory(t *testing.T, pageSize int) (*replicatest.Chain, map[ltx.TXID
 	return ch, rows
 }
 
-func itoa(n int) string {
-	return string(binary.AppendUvarint(nil, 0)[:0]) + func() string {
-		s := ""
-		for ; n > 0; n /= 10 {
-			s = string(rune('0'+n%10)) + s
-		}
-		return s
-	}()
-}
-
 func checkSQLite(t *testing.T, path string, wantRows int) {
 	t.Helper()
 	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
@@ -114,7 +104,7 @@ func checkSQLite(t *testing.T, path string, wantRows int) {
 
 func TestRestoreSQLite(t *testing.T) {
 	for _, pageSize := range []int{1024, 4096, 65536} {
-		t.Run(itoa(pageSize), func(t *testing.T) {
+		t.Run(strconv.Itoa(pageSize), func(t *testing.T) {
 			ch, rows := sqliteHistory(t, pageSize)
 			last := ch.TXID()
 			c := newFileReplica(t)
@@ -159,5 +149,4 @@ func TestRestoreSQLiteDamaged(t *testing.T) {
 	restoreFails(t, c, replica.RestoreOptions{}, "0/0000000000000006-0000000000000007.ltx", nil)
 	out := restoreOK(t, c, ch, replica.RestoreOptions{TXID: 5}, 5)
 	checkSQLite(t, out, rows[5])
-	_ = context.Background
 }

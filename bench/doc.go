@@ -1,0 +1,7 @@
+// Package bench measures litefs against native SQLite and a plain FUSE
+// loopback, side by side in one run, and prints ratios: `make bench`.
+//
+// Every figure is a ratio of two measurements taken in the same process,
+// interleaved round by round, so a noisy shared machine slows both sides.
+// Nothing here is a test: the benchmarks only report.
+package bench

@@ -1,0 +1,122 @@
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/litefs-dev/litefs"
+	"github.com/litefs-dev/litefs/fs"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// target is one place a benchmark opens its database.
+type target struct {
+	name string
+	path string // database path the app opens
+	stop func()
+}
+
+func requireFUSE(b *testing.B) {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		b.Skip("/dev/fuse is absent")
+	}
+}
+
+func nativeTarget(b *testing.B) target {
+	dir := b.TempDir()
+	return target{name: "native", path: filepath.Join(dir, "db"), stop: func() {}}
+}
+
+// nullDB sees the WAL's operations and does nothing with them: the FUSE
+// path of a replicated WAL (no passthrough, direct_io) without replication.
+type nullDB struct{}
+
+func (nullDB) WriteWAL(off int64, p []byte, write func() (int, error)) (int, error) { return write() }
+func (nullDB) TruncateWAL(size int64, truncate func() error) error                  { return truncate() }
+func (nullDB) SyncWAL(sync func() error) error                                      { return sync() }
+func (nullDB) RemoveWAL(remove func() error) error                                  { return remove() }
+func (nullDB) JournalCreated()                                                      {}
+
+// loopbackTarget is the same FUSE filesystem with replication off: the WAL
+// still reaches the daemon (as it must to be replicated), nothing tracks it.
+func loopbackTarget(b *testing.B, passthrough bool) target {
+	requireFUSE(b)
+	dir := b.TempDir()
+	data, mnt := filepath.Join(dir, "data"), filepath.Join(dir, "mnt")
+	os.MkdirAll(data, 0o755)
+	os.MkdirAll(mnt, 0o755)
+	srv, err := fs.Mount(fs.Options{DataDir: data, MountDir: mnt, Passthrough: passthrough, Logger: quiet,
+		DBs: map[string]fs.DB{"db": nullDB{}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return target{name: "loopback", path: filepath.Join(mnt, "db"), stop: func() { srv.Unmount() }}
+}
+
+// litefsTarget is the daemon replicating to a file replica.
+func litefsTarget(b *testing.B, passthrough bool, syncInterval string) (target, *litefs.Daemon) {
+	requireFUSE(b)
+	dir := b.TempDir()
+	cfg, err := litefs.ParseConfig("bench.toml", fmt.Sprintf(`
+[fuse]
+dir = %q
+passthrough = %v
+[data]
+dir = %q
+[http]
+addr = "off"
+[[dbs]]
+path = %q
+[dbs.replica]
+url = "file://%s"
+sync-interval = %q
+`, filepath.Join(dir, "mnt"), passthrough, filepath.Join(dir, "data"), filepath.Join(dir, "mnt", "db"), filepath.Join(dir, "replica"), syncInterval))
+	if err != nil {
+		b.Fatal(err)
+	}
+	os.MkdirAll(cfg.Data.Dir, 0o755)
+	dm := litefs.NewDaemon(cfg, quiet)
+	if err := dm.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return target{name: "litefs", path: filepath.Join(dir, "mnt", "db"), stop: func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		dm.Shutdown(ctx)
+	}}, dm
+}
+
+func open(b *testing.B, path, sync string) *sql.DB {
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_busy_timeout=5000&_synchronous="+sync)
+	if err != nil {
+		b.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)`); err != nil {
+		b.Fatal(err)
+	}
+	return db
+}
+
+// latencies summarises per-operation durations.
+type latencies []time.Duration
+
+func (l latencies) pct(p float64) time.Duration {
+	if len(l) == 0 {
+		return 0
+	}
+	s := append(latencies(nil), l...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(p*float64(len(s)-1))]
+}

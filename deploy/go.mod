@@ -1,0 +1,3 @@
+module github.com/litefs-dev/litefs/deploy
+
+go 1.26.8
