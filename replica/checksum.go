@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"sync"
 
 	"github.com/superfly/ltx"
 )
@@ -42,8 +44,14 @@ func DatabaseChecksum(path string) (ltx.Checksum, error) {
 	return chk, nil
 }
 
+// parallelChecksumBytes is the file size from which fileChecksum uses several
+// workers. A variable for tests.
+var parallelChecksumBytes int64 = 64 << 20
+
 // fileChecksum checksums f with a known page size; restore uses it with the
-// LTX page size so the result never depends on page 1's contents.
+// LTX page size so the result never depends on page 1's contents. Large
+// files are hashed by several workers: XOR does not care about order, and
+// CRC-64 of a multi-GiB database is otherwise seconds of a restore.
 func fileChecksum(f *os.File, pageSize uint32) (ltx.Checksum, error) {
 	fi, err := f.Stat()
 	if err != nil {
@@ -52,19 +60,49 @@ func fileChecksum(f *os.File, pageSize uint32) (ltx.Checksum, error) {
 	if fi.Size()%int64(pageSize) != 0 {
 		return 0, fmt.Errorf("size %d is not a whole number of %d-byte pages", fi.Size(), pageSize)
 	}
-	n := uint32(fi.Size() / int64(pageSize))
-	lock := ltx.LockPgno(pageSize)
-	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, fi.Size()), 1<<20)
+	n := uint64(fi.Size()) / uint64(pageSize)
+	workers := uint64(1)
+	if fi.Size() >= parallelChecksumBytes {
+		workers = uint64(min(runtime.GOMAXPROCS(0), 8))
+	}
+	per := (n + workers - 1) / workers
+
+	sums := make([]ltx.Checksum, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := uint64(0); w < workers && w*per < n; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sums[w], errs[w] = rangeChecksum(f, pageSize, w*per+1, min(n, (w+1)*per))
+		}()
+	}
+	wg.Wait()
+	chk := ltx.ChecksumFlag
+	for w := range sums {
+		if errs[w] != nil {
+			return 0, errs[w]
+		}
+		chk ^= sums[w]
+	}
+	return ltx.ChecksumFlag | chk, nil
+}
+
+// rangeChecksum XORs the page checksums of pages first..last.
+func rangeChecksum(f *os.File, pageSize uint32, first, last uint64) (ltx.Checksum, error) {
+	off := int64(first-1) * int64(pageSize)
+	r := bufio.NewReaderSize(io.NewSectionReader(f, off, int64(last-first+1)*int64(pageSize)), 1<<20)
+	lock := uint64(ltx.LockPgno(pageSize))
 	h := ltx.NewHasher()
 	buf := make([]byte, pageSize)
-	chk := ltx.ChecksumFlag
-	for pgno := uint32(1); pgno <= n; pgno++ {
+	var chk ltx.Checksum
+	for pgno := first; pgno <= last; pgno++ {
 		if _, err := io.ReadFull(r, buf); err != nil {
 			return 0, fmt.Errorf("read page %d: %w", pgno, err)
 		}
 		if pgno != lock {
-			chk ^= ltx.ChecksumPageWithHasher(h, pgno, buf)
+			chk ^= ltx.ChecksumPageWithHasher(h, uint32(pgno), buf)
 		}
 	}
-	return ltx.ChecksumFlag | chk, nil
+	return chk, nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/litefs-dev/litefs/replica"
@@ -62,6 +63,29 @@ func TestDatabaseChecksum(t *testing.T) {
 	}
 	if _, err := replica.DatabaseChecksum(filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Error("missing file: no error")
+	}
+}
+
+// Split between workers, every page is counted exactly once whatever the
+// page count.
+func TestDatabaseChecksumParallel(t *testing.T) {
+	defer replica.SetParallelChecksumBytes(0)()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(8)) // eight workers on any machine
+	const pageSize = 512
+	for _, n := range []int{1, 2, 7, 8, 9, 17, 63, 100} {
+		pages := [][]byte{headerPage(pageSize)}
+		want := ltx.ChecksumPage(1, pages[0])
+		for pgno := 2; pgno <= n; pgno++ {
+			pages = append(pages, testPage(pageSize, uint64(pgno)))
+			want ^= ltx.ChecksumPage(uint32(pgno), pages[pgno-1])
+		}
+		got, err := replica.DatabaseChecksum(writeDB(t, pages...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != ltx.ChecksumFlag|want {
+			t.Errorf("%d pages: checksum %s, want %s", n, got, ltx.ChecksumFlag|want)
+		}
 	}
 }
 

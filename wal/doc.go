@@ -54,7 +54,12 @@
 //     (unless onCommit fails, then it is offered again), in WAL order. A
 //     commit frame repeated to pad a commit to a sector boundary (psow=0,
 //     synchronous=FULL) is the same transaction: folded into its Size when
-//     already written at emission, absorbed silently when it comes after.
+//     already written at emission, absorbed silently when it comes after
+//     (SQLite writes padding after the commit frame, so the tracker usually
+//     absorbs it; Position moves past it). Scan always folds it, so to find
+//     where a staged position resumes in a Scan, compare Txn.Offset, not
+//     Txn.End. A one-page transaction identical to the previous commit frame
+//     cannot be told from padding; absorbing it changes no page.
 //   - Only valid chains: a transaction is emitted only when all of its frames
 //     are fully written, carry the header's salts, and extend the checksum
 //     chain from the end of the previous commit. The bytes checked are the

@@ -82,7 +82,7 @@ func (s *scanner) run(r io.ReaderAt, size int64, fn func(*Txn) error) error {
 		if fn != nil {
 			s.pages.reset()
 			for i, pg := range pgnos {
-				s.pages.add(pg, data[i*psz:(i+1)*psz])
+				s.pages.add(pg, start+int64(i)*(FrameHeaderSize+int64(psz)), data[i*psz:(i+1)*psz])
 			}
 			s.txn = Txn{
 				Salt1: hdr.Salt1, Salt2: hdr.Salt2, PageSize: hdr.PageSize,

@@ -14,10 +14,11 @@ import (
 const DefaultMaxPending = 512 << 20
 
 // ErrPendingTooLarge is wrapped by the Write error that makes a tracker drop
-// an uncommitted transaction larger than its limit. The tracker then emits
-// nothing until the next WAL generation (header write, Truncate below
-// HeaderSize, Unlink or Load): the commits in between are lost to it, and
-// its owner must take a snapshot once it follows the WAL again.
+// an uncommitted transaction larger than its limit (returned once; the write
+// itself reached the file and need not fail). The tracker then emits nothing
+// until the next WAL generation (header write, Truncate below HeaderSize,
+// Unlink or Load): the commits in between are lost to it, and its owner must
+// take a snapshot once it follows the WAL again.
 var ErrPendingTooLarge = errors.New("wal: uncommitted frames exceed the tracker's limit")
 
 // window buffers smaller than this are kept for the next transaction; bigger
@@ -27,8 +28,8 @@ const keepBuffer = 16 << 20
 // Tracker is fed what reaches a -wal file, after it reached the file, and
 // calls onCommit once per committed transaction, in order, synchronously
 // from Write. If onCommit returns an error, Write returns it (wrapped) and
-// the transaction is not considered emitted: the next Write retries it, and
-// a write into its range re-validates it first.
+// the transaction is not considered emitted: the next Write offers it again
+// (after re-validating it if that write went into its range).
 //
 // A Tracker is safe for concurrent use. onCommit runs with the tracker
 // locked: it may call Position (which still reports the position before the
@@ -54,6 +55,7 @@ type Tracker struct {
 	cks     [][2]uint32 // chain after each validated frame from base; len = frames validated
 	ckMem   [][2]uint32 // cks's backing array, reused once cks empties
 	retry   bool        // onCommit failed: try again on the next Write
+	checks  int         // frames checksummed, for tests of linearity
 
 	// The last emitted commit frame: a copy of it right after it is padding.
 	haveLast             bool
@@ -104,7 +106,9 @@ func (t *Tracker) setPos() {
 }
 
 // Write records that p now sits at off in the WAL file. Pieces may arrive
-// split or merged in any way, and in any order within a transaction.
+// split or merged in any way, and in any order within a transaction. Its
+// errors come from onCommit, from ErrPendingTooLarge, or from an offset out
+// of range; the tracker stays usable after any of them.
 func (t *Tracker) Write(off int64, p []byte) error {
 	if len(p) == 0 {
 		return nil
@@ -122,23 +126,38 @@ func (t *Tracker) Write(off int64, p []byte) error {
 			return nil
 		}
 	}
-	if !t.valid || t.desync || off+int64(len(p)) <= t.base {
-		return nil // nothing to follow, or already emitted
+	if !t.valid || t.desync {
+		return nil // nothing to follow
+	}
+	if off+int64(len(p)) <= t.base { // already emitted
+		if t.retry {
+			t.retry = false
+			return t.advance()
+		}
+		return nil
 	}
 	if off < t.base {
 		p = p[t.base-off:]
 		off = t.base
 	}
 	rel := off - t.base
-	if rel+int64(len(p)) > t.maxPending {
+	end := rel + int64(len(p))
+	if end > t.maxPending {
 		t.resetWindow()
 		t.desync = true
 		return fmt.Errorf("wal: write of %d bytes at offset %d, %d bytes past the last commit at %d: %w",
 			len(p), off, rel, t.base, ErrPendingTooLarge)
 	}
-	win := t.grow(rel + int64(len(p)))
+	if !t.retry && end <= int64(t.hi-t.lo) && t.written.covers(rel, end) &&
+		string(t.mem[t.lo+int(rel):t.lo+int(end)]) == string(p) {
+		// The same bytes again change nothing; returning early also keeps
+		// a page re-spilled unchanged into an early frame from costing a
+		// re-validation of every frame after it.
+		return nil
+	}
+	win := t.grow(end)
 	copy(win[rel:], p)
-	t.written.add(rel, rel+int64(len(p)))
+	t.written.add(rel, end)
 
 	// Only a write into the first frame not yet validated, or before it, can
 	// change what validates next.
@@ -239,6 +258,7 @@ func (t *Tracker) advance() error {
 		if i > 0 {
 			prev = t.cks[i-1]
 		}
+		t.checks++
 		c1, c2, ok := checkFrame(t.hdr.BigEndian(), t.hdr.Salt1, t.hdr.Salt2, prev[0], prev[1], f)
 		if !ok {
 			return nil
@@ -290,6 +310,7 @@ func (t *Tracker) commit(i int) error {
 			break
 		}
 		prev := t.cks[n-1]
+		t.checks++
 		c1, c2, ok := checkFrame(t.hdr.BigEndian(), t.hdr.Salt1, t.hdr.Salt2, prev[0], prev[1], g)
 		if !ok {
 			break
@@ -301,7 +322,7 @@ func (t *Tracker) commit(i int) error {
 		t.pages.reset()
 		for j := 0; j <= i; j++ {
 			g, _ := t.frame(j)
-			t.pages.add(binary.BigEndian.Uint32(g), g[FrameHeaderSize:])
+			t.pages.add(binary.BigEndian.Uint32(g), t.base+int64(j)*t.fsz, g[FrameHeaderSize:])
 		}
 		t.txn = Txn{
 			Salt1: t.hdr.Salt1, Salt2: t.hdr.Salt2, PageSize: t.hdr.PageSize,

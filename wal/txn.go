@@ -8,8 +8,9 @@ import (
 
 // Page is one database page of a transaction.
 type Page struct {
-	Pgno uint32
-	Data []byte // owned by the tracker (or Scan); valid only during the callback
+	Pgno   uint32
+	Offset int64  // WAL offset of the frame holding this version (its 24-byte header)
+	Data   []byte // owned by the tracker (or Scan); valid only during the callback
 }
 
 // Txn is one committed transaction.
@@ -43,13 +44,14 @@ type pageSet struct {
 type pageRef struct {
 	pgno uint32
 	seq  int // order in the transaction: a later frame of a page wins
+	off  int64
 	data []byte
 }
 
 func (s *pageSet) reset() { s.refs = s.refs[:0] }
 
-func (s *pageSet) add(pgno uint32, data []byte) {
-	s.refs = append(s.refs, pageRef{pgno: pgno, seq: len(s.refs), data: data})
+func (s *pageSet) add(pgno uint32, off int64, data []byte) {
+	s.refs = append(s.refs, pageRef{pgno: pgno, seq: len(s.refs), off: off, data: data})
 }
 
 // build returns the latest version of each page with pgno <= commit in
@@ -68,7 +70,7 @@ func (s *pageSet) build(commit uint32) []Page {
 		if i+1 < len(refs) && refs[i+1].pgno == r.pgno {
 			continue
 		}
-		pages = append(pages, Page{Pgno: r.pgno, Data: r.data})
+		pages = append(pages, Page{Pgno: r.pgno, Offset: r.off, Data: r.data})
 	}
 	s.pages = pages
 	return pages
