@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -61,10 +62,14 @@ func (dm *Daemon) Start(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
 			for _, db := range dm.dbs {
-				_ = db.Close()
+				_ = db.Close(context.Background())
 			}
 		}
 	}()
+	owner, err := VolumeID(cfg.Data.Dir)
+	if err != nil {
+		return err
+	}
 	fsdbs := map[string]fs.DB{}
 	for _, dc := range cfg.DBs {
 		name, err := cfg.RelPath(dc.Path)
@@ -78,7 +83,10 @@ func (dm *Daemon) Start(ctx context.Context) (err error) {
 		db, err := OpenDB(ctx, DBOptions{
 			Name: name, DataDir: cfg.Data.Dir, Client: client,
 			SyncInterval: time.Duration(*dc.Replica.SyncInterval),
-			AllowEmptyDB: dc.AllowEmptyDB, Logger: dm.logger,
+			AllowEmptyDB: dc.AllowEmptyDB, Logger: dm.logger, Owner: owner,
+			LeaseTTL:         time.Duration(dc.Replica.LeaseTTL),
+			SnapshotInterval: time.Duration(dc.Replica.SnapshotInterval),
+			Retention:        time.Duration(dc.Replica.Retention),
 		})
 		if err != nil {
 			return err
@@ -107,6 +115,10 @@ func (dm *Daemon) Start(ctx context.Context) (err error) {
 		return err
 	}
 	dm.server = server
+	for _, db := range dm.dbs {
+		p := filepath.Join(cfg.FUSE.Dir, filepath.FromSlash(db.Name()))
+		db.mountPath.Store(&p)
+	}
 	dm.mu.Lock()
 	dm.mounted = true
 	dm.mu.Unlock()
@@ -133,6 +145,9 @@ func (dm *Daemon) Shutdown(ctx context.Context) error {
 	}
 	dm.wg.Wait()
 	var errs []error
+	for _, db := range dm.dbs {
+		db.mountPath.Store(nil)
+	}
 	if dm.server != nil {
 		if err := dm.server.Unmount(); err != nil {
 			errs = append(errs, fmt.Errorf("unmount: %w", err))
@@ -145,7 +160,7 @@ func (dm *Daemon) Shutdown(ctx context.Context) error {
 		if err := db.Flush(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("flush %s (left in staging for the next start): %w", db.Name(), err))
 		}
-		if err := db.Close(); err != nil {
+		if err := db.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close %s: %w", db.Name(), err))
 		}
 	}

@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/superfly/ltx"
 
 	"github.com/litefs-dev/litefs/replica"
+	"github.com/litefs-dev/litefs/replica/s3"
 	"github.com/litefs-dev/litefs/wal"
 )
 
@@ -68,6 +70,25 @@ type DB struct {
 	posWritten ltx.TXID
 	posDurable bool
 
+	// walIndex maps each page committed in the current WAL generation to the
+	// frame holding its latest version: a snapshot overlays them on the
+	// database file. Guarded by mu.
+	walIndex map[uint32]int64
+
+	// Owned by the uploader goroutine (Run, Flush).
+	leaser        leaser
+	owner         string
+	leaseTTL      time.Duration
+	lease         *s3.Lease
+	snapInterval  time.Duration
+	retention     time.Duration
+	snap          snapshotInfo // the newest snapshot in the replica
+	uploadedSince int64        // bytes uploaded since that snapshot
+	needRebase    atomic.Bool  // staging must restart from a new snapshot
+	mountPath     atomic.Pointer[string]
+
+	leaseWait atomic.Pointer[leaseWaitError] // set while another writer holds the lease
+
 	Metrics dbMetrics
 }
 
@@ -122,10 +143,19 @@ func (d *DB) WriteWAL(off int64, p []byte, write func() (int, error)) (int, erro
 	if d.state == StateStopped {
 		return n, nil
 	}
-	if err := d.tracker.Write(off, p[:n]); err != nil {
+	gen := d.tracker.Position()
+	if err := d.tracker.Write(off, p[:n]); errors.Is(err, wal.ErrPendingTooLarge) {
+		// The bytes are in the WAL; only the tracker gave up on this
+		// transaction, so the app's write stands.
+		d.stop(fmt.Errorf("database %s: a transaction larger than the tracker's limit (%d MiB) cannot be replicated; restart litefs to take a new snapshot: %w", d.name, wal.DefaultMaxPending>>20, err))
+		return n, nil
+	} else if err != nil {
 		// The frames are in the WAL but not staged: the app sees the commit
 		// fail (as it would on a full disk) and SQLite will overwrite them.
 		return 0, err
+	}
+	if now := d.tracker.Position(); now.Salt1 != gen.Salt1 || now.Salt2 != gen.Salt2 {
+		clear(d.walIndex) // a new generation: the old frames were all checkpointed
 	}
 	if header && d.state == StateReplicating {
 		d.checkWALMode("WAL restart")
@@ -144,6 +174,9 @@ func (d *DB) TruncateWAL(size int64, truncate func() error) error {
 		return err
 	}
 	d.tracker.Truncate(size)
+	if size < wal.HeaderSize {
+		clear(d.walIndex)
+	}
 	return nil
 }
 
@@ -162,6 +195,7 @@ func (d *DB) RemoveWAL(remove func() error) error {
 		return err
 	}
 	d.tracker.Unlink()
+	clear(d.walIndex)
 	if d.state == StateReplicating {
 		d.checkWALMode("WAL removed")
 	}
@@ -267,6 +301,7 @@ func (d *DB) stageTxn(txn *wal.Txn) error {
 	}
 	d.pos = posFromHeader(hdr, d.sums.Checksum())
 	d.posDirty = true
+	d.indexPages(txn.Pages)
 	d.Metrics.staged(start, d.now(), d.encBuf.Len(), txid)
 	d.wake()
 	return nil
@@ -294,6 +329,12 @@ func (d *DB) encodeSegment(hdr ltx.Header, pages []wal.Page) error {
 	return enc.Close()
 }
 
+func (d *DB) indexPages(pages []wal.Page) {
+	for _, p := range pages {
+		d.walIndex[p.Pgno] = p.Offset
+	}
+}
+
 func (d *DB) wake() {
 	select {
 	case d.notify <- struct{}{}:
@@ -305,15 +346,29 @@ func (d *DB) wake() {
 // file plus this transaction's pages become a snapshot.
 func (d *DB) startReplicating(txn *wal.Txn) error {
 	txid := d.nextSnapshotTXID()
+	db, err := openIfExists(d.path)
+	if err != nil {
+		return err
+	}
+	if db != nil {
+		defer db.Close()
+	}
 	overlay := make(map[uint32][]byte, len(txn.Pages))
 	for _, p := range txn.Pages {
 		overlay[p.Pgno] = p.Data
 	}
-	sums, err := d.snapshot(txid, txn.PageSize, txn.Commit, overlay)
+	sums, err := d.snapshot(txid, txn.PageSize, txn.Commit, func(pgno uint32, buf []byte) ([]byte, error) {
+		if data, ok := overlay[pgno]; ok {
+			return data, nil
+		}
+		return buf, readPage(db, pgno, buf)
+	})
 	if err != nil {
 		return fmt.Errorf("first snapshot of %s: %w", d.name, err)
 	}
 	d.sums = sums
+	d.noteSnapshot(txid)
+	d.indexPages(txn.Pages)
 	d.pos = Pos{TXID: txid, Checksum: sums.Checksum(), WALSalt1: txn.Salt1, WALSalt2: txn.Salt2, WALOffset: txn.Offset, WALSize: txn.Size}
 	d.posDirty = true
 	d.state = StateReplicating

@@ -15,6 +15,7 @@ import (
 	"github.com/superfly/ltx"
 
 	"github.com/litefs-dev/litefs/replica"
+	"github.com/litefs-dev/litefs/replica/s3"
 	"github.com/litefs-dev/litefs/wal"
 )
 
@@ -25,8 +26,13 @@ type DBOptions struct {
 	Client       replica.ReplicaClient
 	SyncInterval time.Duration
 	AllowEmptyDB bool
-	Logger       *slog.Logger
-	Now          func() time.Time // nil = time.Now
+	// Owner is this volume's id for the replica lease (see VolumeID).
+	Owner            string
+	LeaseTTL         time.Duration
+	SnapshotInterval time.Duration
+	Retention        time.Duration
+	Logger           *slog.Logger
+	Now              func() time.Time // nil = time.Now
 }
 
 // StagingDirName is the hidden directory under the data dir.
@@ -59,6 +65,18 @@ func OpenDB(ctx context.Context, opt DBOptions) (*DB, error) {
 		syncInterval: opt.SyncInterval,
 		allowEmpty:   opt.AllowEmptyDB,
 		notify:       make(chan struct{}, 1),
+		walIndex:     map[uint32]int64{},
+		owner:        opt.Owner,
+		leaseTTL:     opt.LeaseTTL,
+		snapInterval: opt.SnapshotInterval,
+		retention:    opt.Retention,
+	}
+	if l, ok := opt.Client.(leaser); ok && opt.LeaseTTL > 0 {
+		if c, ok := opt.Client.(*s3.Client); !ok || c.Config().ConditionalWrites {
+			d.leaser = l
+		} else {
+			d.logger.Warn("conditional writes are off for this replica: fencing is off, nothing stops a second writer")
+		}
 	}
 	d.tracker = wal.NewTracker(d.onCommit)
 	stage, stagePos, err := openStaging(filepath.Join(opt.DataDir, StagingDirName, filepath.FromSlash(opt.Name)))
@@ -78,11 +96,18 @@ func (d *DB) open(ctx context.Context, stagePos Pos) error {
 	if err != nil {
 		return err
 	}
-	repPos, err := ReplicaPosition(ctx, d.client)
+	repPos, snap, since, err := replicaState(ctx, d.client)
 	if err != nil {
 		return fmt.Errorf("read replica of %s: %w", d.name, err)
 	}
-	d.replicaPos = repPos
+	d.replicaPos, d.snap, d.uploadedSince = repPos, snap, since
+	if staged, err := d.stage.frozen(); err == nil {
+		for _, f := range staged {
+			if f.Level == replica.SnapshotLevel && f.Max > d.snap.TXID {
+				d.snap, d.uploadedSince = snapshotInfo{TXID: f.Max, Time: d.now()}, 0
+			}
+		}
+	}
 	pos := newer(newer(filePos, stagePos), repPos)
 	d.pos = pos
 	d.posWritten = filePos.TXID
@@ -129,13 +154,14 @@ func (d *DB) open(ctx context.Context, stagePos Pos) error {
 	txid := d.nextSnapshotTXID()
 	d.logger.Info("taking a snapshot", "txid", txid, "reason", reason)
 	commit := uint32(len(sums.sums))
-	if d.sums, err = d.snapshot(txid, pageSize, commit, nil); err != nil {
+	if d.sums, err = d.snapshotFromDisk(txid, pageSize, commit, nil); err != nil {
 		return fmt.Errorf("snapshot %s: %w", d.name, err)
 	}
 	if d.sums.Checksum() != sums.Checksum() {
 		return fmt.Errorf("snapshot %s: database changed while litefs was starting", d.name)
 	}
 	d.pos = Pos{TXID: txid, Checksum: d.sums.Checksum()}
+	d.noteSnapshot(txid)
 	return d.writePos(d.pos, true)
 }
 
@@ -222,29 +248,48 @@ func checkpoint(path string) error {
 // ReplicaPosition returns the replica's newest TXID and the checksum after
 // it; the zero Pos for an empty replica.
 func ReplicaPosition(ctx context.Context, c replica.ReplicaClient) (Pos, error) {
+	pos, _, _, err := replicaState(ctx, c)
+	return pos, err
+}
+
+// replicaState reads the replica's newest position, its newest snapshot and
+// how many bytes of segments came after that snapshot.
+func replicaState(ctx context.Context, c replica.ReplicaClient) (Pos, snapshotInfo, int64, error) {
 	var best *ltx.FileInfo
+	var snap snapshotInfo
+	var all []*ltx.FileInfo
 	for level := 0; level <= replica.SnapshotLevel; level++ {
 		infos, err := c.LTXFiles(ctx, level, 0)
 		if err != nil {
-			return Pos{}, err
+			return Pos{}, snap, 0, err
 		}
 		for _, info := range infos {
 			if best == nil || info.MaxTXID > best.MaxTXID {
 				best = info
 			}
+			if level == replica.SnapshotLevel && info.MaxTXID > snap.TXID {
+				snap = snapshotInfo{TXID: info.MaxTXID, Time: info.CreatedAt}
+			}
 		}
+		all = append(all, infos...)
 	}
 	if best == nil {
-		return Pos{}, nil
+		return Pos{}, snap, 0, nil
+	}
+	var since int64
+	for _, info := range all {
+		if info.Level < replica.SnapshotLevel && info.MinTXID > snap.TXID {
+			since += info.Size
+		}
 	}
 	post := best.PostApplyChecksum
 	if post == 0 {
 		var err error
 		if post, err = readRemotePostApply(ctx, c, best); err != nil {
-			return Pos{}, err
+			return Pos{}, snap, 0, err
 		}
 	}
-	return Pos{TXID: best.MaxTXID, Checksum: post}, nil
+	return Pos{TXID: best.MaxTXID, Checksum: post}, snap, since, nil
 }
 
 func readRemotePostApply(ctx context.Context, c replica.ReplicaClient, info *ltx.FileInfo) (ltx.Checksum, error) {

@@ -1,29 +1,30 @@
 package litefs
 
 import (
+	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"time"
 
 	"github.com/superfly/ltx"
+
+	"github.com/litefs-dev/litefs/wal"
 )
 
-// snapshot stages a level-9 snapshot 1-<txid> of the database file, with
-// overlay pages (a transaction not yet checkpointed) taking precedence. It
-// streams page by page: memory stays bounded however large the database.
-// It returns the per-page checksums of the state it captured.
-func (d *DB) snapshot(txid ltx.TXID, pageSize, commit uint32, overlay map[uint32][]byte) (*pageSums, error) {
-	f, err := os.Open(d.path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	if f != nil {
-		defer f.Close()
-	}
+// pageSource yields page pgno, reading into buf or returning other bytes.
+type pageSource func(pgno uint32, buf []byte) ([]byte, error)
+
+// snapshot stages a level-9 snapshot 1-<txid> of pages 1..commit. It streams
+// page by page: memory stays bounded however large the database. It returns
+// the per-page checksums of the state it captured.
+func (d *DB) snapshot(txid ltx.TXID, pageSize, commit uint32, page pageSource) (*pageSums, error) {
 	sums := newPageSums(pageSize)
 	ts := d.now()
-	err = d.stage.writeFrozen(9, 1, txid, func(w io.Writer) error {
+	err := d.stage.writeFrozen(9, 1, txid, func(w io.Writer) error {
 		enc, err := ltx.NewEncoder(w)
 		if err != nil {
 			return err
@@ -40,12 +41,9 @@ func (d *DB) snapshot(txid ltx.TXID, pageSize, commit uint32, overlay map[uint32
 			if pgno == lock {
 				continue
 			}
-			data, ok := overlay[pgno]
-			if !ok {
-				data = buf
-				if err := readPage(f, pgno, buf); err != nil {
-					return err
-				}
+			data, err := page(pgno, buf)
+			if err != nil {
+				return err
 			}
 			sums.set(pgno, sums.pageSum(pgno, data))
 			if err := enc.EncodePage(ltx.PageHeader{Pgno: pgno}, data); err != nil {
@@ -62,6 +60,14 @@ func (d *DB) snapshot(txid ltx.TXID, pageSize, commit uint32, overlay map[uint32
 	return sums, nil
 }
 
+func openIfExists(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return f, err
+}
+
 // readPage reads a page, zero past the end of the file (a database grown in
 // the WAL but not yet checkpointed).
 func readPage(f *os.File, pgno uint32, buf []byte) error {
@@ -74,4 +80,129 @@ func readPage(f *os.File, pgno uint32, buf []byte) error {
 		return fmt.Errorf("read page %d: %w", pgno, err)
 	}
 	return nil
+}
+
+// snapshotInfo is the newest snapshot the replica holds.
+type snapshotInfo struct {
+	TXID ltx.TXID
+	Time time.Time
+}
+
+// takeSnapshot stages a snapshot of the current state while the app goes
+// on. With rebase, staging restarts from it under a new TXID (the replica
+// moved on without us, or staging overflowed): what was staged is dropped —
+// lost history, never lost data, since the snapshot holds the state.
+//
+// Consistency while mounted: a read transaction through the mount pins the
+// WAL (SQLite cannot restart it, nor checkpoint past the reader), so the
+// frames of every page committed in this WAL generation stay where
+// walIndex says; every other page is stable in the database file.
+func (d *DB) takeSnapshot(ctx context.Context, rebase bool) error {
+	if mp := d.mountPath.Load(); mp != nil {
+		unpin, err := pinWAL(ctx, *mp)
+		if err != nil {
+			return fmt.Errorf("snapshot %s: %w", d.name, err)
+		}
+		defer unpin()
+	}
+	d.mu.Lock()
+	if d.state != StateReplicating {
+		d.mu.Unlock()
+		return nil
+	}
+	pos, index := d.pos, maps.Clone(d.walIndex)
+	pageSize, commit := d.sums.pageSize, uint32(len(d.sums.sums))
+	txid := pos.TXID
+	if !rebase && txid <= d.snap.TXID {
+		d.mu.Unlock()
+		return nil
+	}
+	if rebase {
+		txid = d.nextSnapshotTXID()
+		if err := d.stage.discard(); err != nil {
+			d.mu.Unlock()
+			return err
+		}
+		d.pos.TXID = txid
+		d.posDirty = true
+		d.needRebase.Store(true) // until the snapshot is staged
+		d.Metrics.OldestUnsentAt.Store(d.now().UnixNano())
+	}
+	d.mu.Unlock()
+
+	sums, err := d.snapshotFromDisk(txid, pageSize, commit, index)
+	if err != nil {
+		return fmt.Errorf("snapshot %s at TXID %d: %w", d.name, txid, err)
+	}
+	if sums.Checksum() != pos.Checksum {
+		_ = d.stage.removeFrozen(9, 1, txid)
+		d.mu.Lock()
+		d.stop(fmt.Errorf("database %s in the data dir is not the state litefs replicated (checksum %s, expected %s at TXID %d): it was written behind litefs's back; restart litefs to take a new snapshot of it",
+			d.name, sums.Checksum(), pos.Checksum, pos.TXID))
+		d.mu.Unlock()
+		return nil
+	}
+	d.mu.Lock()
+	d.noteSnapshot(txid)
+	d.mu.Unlock()
+	if rebase {
+		d.needRebase.Store(false)
+		d.logger.Info("new snapshot: staging restarts from it", "txid", txid)
+	}
+	return nil
+}
+
+// snapshotFromDisk reads each page from the WAL frame the index names, else
+// from the database file.
+func (d *DB) snapshotFromDisk(txid ltx.TXID, pageSize, commit uint32, index map[uint32]int64) (*pageSums, error) {
+	db, err := openIfExists(d.path)
+	if err != nil {
+		return nil, err
+	}
+	if db != nil {
+		defer db.Close()
+	}
+	var walf *os.File
+	if len(index) > 0 {
+		if walf, err = os.Open(d.path + "-wal"); err != nil {
+			return nil, fmt.Errorf("open WAL: %w", err)
+		}
+		defer walf.Close()
+	}
+	return d.snapshot(txid, pageSize, commit, func(pgno uint32, buf []byte) ([]byte, error) {
+		if off, ok := index[pgno]; ok {
+			if _, err := walf.ReadAt(buf, off+wal.FrameHeaderSize); err != nil {
+				return nil, fmt.Errorf("read page %d from the WAL: %w", pgno, err)
+			}
+			return buf, nil
+		}
+		return buf, readPage(db, pgno, buf)
+	})
+}
+
+// pinWAL opens a read transaction on the database through the mount.
+func pinWAL(ctx context.Context, path string) (func(), error) {
+	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=10000")
+	if err != nil {
+		return nil, err
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("pin WAL: %w", err)
+	}
+	var n int
+	if _, err = conn.ExecContext(ctx, "BEGIN"); err == nil {
+		err = conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n)
+	}
+	if err != nil {
+		conn.Close()
+		db.Close()
+		return nil, fmt.Errorf("pin WAL: %w", err)
+	}
+	return func() {
+		_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+		conn.Close()
+		db.Close()
+	}, nil
 }

@@ -371,3 +371,40 @@ func readPostApply(path string) (ltx.Checksum, error) {
 	}
 	return tr.PostApplyChecksum, nil
 }
+
+// discard drops everything staged: a new snapshot replaces it. Called with
+// the DB's lock held, so no segment is appended meanwhile.
+func (s *staging) discard() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.log.Truncate(0); err != nil {
+		return fmt.Errorf("discard staging: %w", err)
+	}
+	if _, err := s.log.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("discard staging: %w", err)
+	}
+	s.logSize, s.logRecords, s.dirty = 0, 0, false
+	if err := os.Remove(s.sealedPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("discard staging: %w", err)
+	}
+	ents, err := os.ReadDir(filepath.Join(s.dir, "frozen"))
+	if err != nil {
+		return fmt.Errorf("discard staging: %w", err)
+	}
+	for _, e := range ents {
+		if err := os.Remove(filepath.Join(s.dir, "frozen", e.Name())); err != nil {
+			return fmt.Errorf("discard staging: %w", err)
+		}
+	}
+	s.frozenSize = 0
+	return nil
+}
+
+func (s *staging) removeFrozen(level int, min, max ltx.TXID) error {
+	path := filepath.Join(s.dir, "frozen", frozenName(level, min, max))
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	return s.remove(frozenFile{Level: level, Min: min, Max: max, Path: path, Size: fi.Size()})
+}

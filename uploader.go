@@ -22,48 +22,74 @@ const (
 // Run uploads staged segments until ctx ends. With a sync interval it waits
 // that long after the first new segment so one object carries the whole
 // window; with 0 it uploads as soon as the previous upload returned. An idle
-// database sends nothing.
+// database sends nothing: no lease renewals, no listings.
 func (d *DB) Run(ctx context.Context) {
 	backoff := time.Duration(0)
-	pending := d.hasStaged()
+	pending := d.hasStaged() || d.needRebase.Load()
 	for {
 		if !pending {
+			var snapDue <-chan time.Time
+			var timer *time.Timer
+			if at, ok := d.nextSnapshotAt(); ok {
+				timer = time.NewTimer(time.Until(at))
+				snapDue = timer.C
+			}
 			select {
 			case <-ctx.Done():
-				return
 			case <-d.notify:
+			case <-snapDue:
+			}
+			if timer != nil {
+				timer.Stop()
+			}
+			if ctx.Err() != nil {
+				return
 			}
 		}
 		wait := d.syncInterval
 		if backoff > 0 {
 			wait = backoff
 		}
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
+		if wait > 0 && sleep(ctx, wait) != nil {
+			return
 		}
 		err := d.Flush(ctx)
+		var held *leaseWaitError
 		switch {
 		case err == nil:
 			backoff, pending = 0, false
+			d.leaseWait.Store(nil)
 		case ctx.Err() != nil:
 			return
-		case errors.Is(err, replica.ErrConflict):
+		case errors.As(err, &held):
+			if d.leaseWait.Swap(held) == nil {
+				d.logger.Warn(held.Error())
+			}
+			// Try again when it expires: a clean stop of the other writer
+			// releases it sooner, so do not wait longer than maxBackoff.
+			backoff, pending = min(max(time.Until(held.expires), minBackoff), maxBackoff), true
+		case errors.Is(err, replica.ErrConflict) || errors.Is(err, errFenced):
 			d.mu.Lock()
-			d.stop(fmt.Errorf("%w: another writer owns replica of %s: %v", errFenced, d.name, err))
+			d.stop(fmt.Errorf("%w: another writer owns the replica of %s; uploads stopped and nothing was overwritten: %v", errFenced, d.name, err))
 			d.mu.Unlock()
 			return
 		default:
 			d.Metrics.UploadErr.Add(1)
 			backoff = nextBackoff(backoff)
-			d.logger.Warn("upload failed; will retry (the app is not affected, staging holds the data)", "err", err, "retry_in", backoff)
+			d.logger.Warn("upload failed; will retry (the app is not affected, staging holds the data)", "err", err, "retry_in", backoff.Round(time.Millisecond))
 			pending = true
 		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
@@ -83,30 +109,49 @@ func nextBackoff(b time.Duration) time.Duration {
 
 func (d *DB) hasStaged() bool { return d.stage.bytes() > 0 }
 
-// Flush freezes what is staged and uploads every frozen object in TXID
-// order. A frozen object is deleted only after the replica confirmed it.
+// Flush takes a snapshot if one is due, freezes what is staged and uploads
+// every frozen object in TXID order, inside the lease. A frozen object is
+// deleted only after the replica confirmed it.
 func (d *DB) Flush(ctx context.Context) error {
 	d.flushMu.Lock()
 	defer d.flushMu.Unlock()
-	if err := d.stage.freeze(); err != nil {
-		return err
-	}
-	files, err := d.stage.frozen()
-	if err != nil {
-		return err
-	}
-	for _, f := range files {
-		if err := d.upload(ctx, f); err != nil {
+	for attempt := 0; ; attempt++ {
+		if d.needRebase.Load() {
+			if err := d.takeSnapshot(ctx, true); err != nil {
+				return err
+			}
+		} else if d.snapshotDue() {
+			if err := d.takeSnapshot(ctx, false); err != nil {
+				return err
+			}
+		}
+		if err := d.stage.freeze(); err != nil {
 			return err
 		}
-	}
-	if len(files) > 0 {
+		files, err := d.stage.frozen()
+		if err != nil || len(files) == 0 {
+			return err
+		}
+		if err := d.ensureLease(ctx); err != nil {
+			return err
+		}
+		if d.needRebase.Load() && attempt == 0 {
+			continue // the replica moved on while we waited for the lease
+		}
+		for _, f := range files {
+			if !d.inLease() {
+				if err := d.ensureLease(ctx); err != nil {
+					return err
+				}
+			}
+			if err := d.upload(ctx, f); err != nil {
+				return err
+			}
+		}
 		if d.stage.bytes() == 0 {
 			d.Metrics.OldestUnsentAt.Store(0)
 		}
-		d.mu.Lock()
-		pos := d.pos
-		d.mu.Unlock()
+		pos := d.Pos()
 		if pos.TXID == d.ReplicaPos().TXID {
 			// Keep the WAL position on disk once staging is empty: start-up
 			// needs it to find commits a crash left only in the WAL.
@@ -114,16 +159,12 @@ func (d *DB) Flush(ctx context.Context) error {
 				return err
 			}
 		}
+		return nil
 	}
-	return nil
 }
 
 func (d *DB) upload(ctx context.Context, f frozenFile) error {
 	key := fmt.Sprintf("level %d %s", f.Level, ltx.FormatFilename(f.Min, f.Max))
-	if f.Level == 0 && f.Max <= d.ReplicaPos().TXID {
-		// Already there: a previous run uploaded it and died before deleting it.
-		return d.stage.remove(f)
-	}
 	post, err := readPostApply(f.Path)
 	if err != nil {
 		return fmt.Errorf("upload %s: %w", key, err)
@@ -146,15 +187,49 @@ func (d *DB) upload(ctx context.Context, f frozenFile) error {
 	}
 	d.repMu.Unlock()
 	d.logger.Debug("uploaded", "object", key, "bytes", f.Size)
-	return d.stage.remove(f)
+	if err := d.stage.remove(f); err != nil {
+		return err
+	}
+	if f.Level == replica.SnapshotLevel {
+		d.enforceRetention(ctx)
+	} else {
+		d.mu.Lock()
+		d.uploadedSince += f.Size
+		d.mu.Unlock()
+	}
+	return nil
 }
 
-// Close makes staging and the position durable. The uploader must have
-// stopped.
-func (d *DB) Close() error {
+// checkReplicaAfterLease runs when we (re)take the lease: if the replica
+// moved past what we know, another writer wrote it meanwhile, and our
+// staged history cannot follow theirs: a new snapshot continues instead.
+func (d *DB) checkReplicaAfterLease(ctx context.Context) error {
+	remote, _, _, err := replicaState(ctx, d.client)
+	if err != nil {
+		return fmt.Errorf("read replica after taking the lease: %w", err)
+	}
+	d.repMu.Lock()
+	moved := remote.TXID > d.replicaPos.TXID
+	if moved {
+		d.replicaPos = remote
+	}
+	d.repMu.Unlock()
+	if moved {
+		d.logger.Warn("another writer advanced the replica while we waited for the lease; taking a new snapshot that continues its TXIDs", "replica_txid", remote.TXID)
+		d.needRebase.Store(true)
+	}
+	return nil
+}
+
+// Close releases the lease and makes staging and the position durable. The
+// uploader must have stopped.
+func (d *DB) Close(ctx context.Context) error {
+	err := d.releaseLease(ctx)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	err := d.stage.sync()
+	if serr := d.stage.sync(); err == nil {
+		err = serr
+	}
 	if werr := d.writePos(d.pos, true); err == nil {
 		err = werr
 	}

@@ -181,7 +181,10 @@ func (r *fileReader) Read(p []byte) (int, error) {
 		}
 		if ch == nil {
 			// The dispatcher only stops early when cancelled.
-			return 0, fmt.Errorf("download stopped: %w", context.Cause(r.f.ctx))
+			if err := context.Cause(r.f.ctx); err != nil {
+				return 0, fmt.Errorf("download stopped: %w", err)
+			}
+			return 0, errors.New("internal error: downloads ended before the file did")
 		}
 		r.held = true
 		<-ch.ready // every download ends: it watches the context

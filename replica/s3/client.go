@@ -99,6 +99,11 @@ type Client struct {
 	s3       *s3.Client
 	partSize int64
 	cache    detailsCache
+
+	// partCRC follows the SDK's default flexible checksums on multipart
+	// uploads (AWS): CRC32 declared at creation, sent with each part and
+	// repeated in the completion. Off for custom endpoints.
+	partCRC bool
 }
 
 var _ replica.ReplicaClient = (*Client)(nil)
@@ -224,7 +229,10 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 			o.BaseEndpoint = aws.String(endpoint)
 		}
 	})
-	return &Client{cfg: cfg, s3: cl, partSize: defaultPartSize}, nil
+	return &Client{
+		cfg: cfg, s3: cl, partSize: defaultPartSize,
+		partCRC: awsCfg.RequestChecksumCalculation != aws.RequestChecksumCalculationWhenRequired,
+	}, nil
 }
 
 // staticCredentials returns the explicit or LITEFS_/LITESTREAM_ credentials,

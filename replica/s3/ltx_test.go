@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,25 +27,39 @@ func eachServer(t *testing.T, fn func(t *testing.T, srv *s3test.Server)) {
 	t.Run("versitygw", func(t *testing.T) { fn(t, s3test.StartVersityGW(t)) })
 }
 
+var snapshots sync.Map // seed -> []byte
+
 // snapshot returns a full-database LTX file 1-txid of random (incompressible)
-// pages, about pages*4 KiB.
+// pages, about pages*4 KiB, flagged NoChecksum as Litestream writes them
+// (cheap to build under -race).
 func snapshot(t *testing.T, seed uint64, pages int, txid ltx.TXID, ts time.Time) []byte {
 	t.Helper()
-	rng := rand.New(rand.NewPCG(seed, seed))
-	img := make([]byte, pages*4096)
-	for i := range img {
-		img[i] = byte(rng.Uint32())
+	type key struct {
+		seed  uint64
+		pages int
+		txid  ltx.TXID
+		ts    int64
 	}
-	ch := replicatest.NewChain(4096)
-	for ch.TXID() < txid {
-		if _, err := ch.CommitImage(ts, img); err != nil {
-			t.Fatal(err)
-		}
+	k := key{seed, pages, txid, ts.UnixMilli()}
+	if b, ok := snapshots.Load(k); ok {
+		return b.([]byte)
 	}
-	b, err := ch.File(1, txid)
+	var seedKey [32]byte
+	seedKey[0] = byte(seed)
+	rng := rand.NewChaCha8(seedKey)
+	var ps []replicatest.Page
+	for pgno := uint32(1); pgno <= uint32(pages); pgno++ {
+		data := make([]byte, 4096)
+		_, _ = rng.Read(data)
+		ps = append(ps, replicatest.Page{Pgno: pgno, Data: data})
+	}
+	hdr := ltx.Header{Flags: ltx.HeaderFlagNoChecksum, PageSize: 4096, Commit: uint32(pages),
+		MinTXID: 1, MaxTXID: txid, Timestamp: ts.UnixMilli()}
+	b, err := replicatest.EncodeLTX(hdr, ps, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	snapshots.Store(k, b)
 	return b
 }
 
@@ -201,9 +216,10 @@ func TestRejectsBadLTX(t *testing.T) {
 }
 
 // Bodies past the part size go as multipart uploads, with the same
-// create-if-absent semantics.
+// create-if-absent semantics. (versitygw only: in-process gofakes3 takes
+// ten seconds for it under -race.)
 func TestMultipart(t *testing.T) {
-	eachServer(t, func(t *testing.T, srv *s3test.Server) {
+	func(t *testing.T, srv *s3test.Server) {
 		ctx := context.Background()
 		c := srv.Client(t, "db")
 		lfs3.SetPartSize(c, 5<<20)
@@ -221,6 +237,17 @@ func TestMultipart(t *testing.T) {
 		}
 		if !bytes.Equal(readAll(t, c, replica.SnapshotLevel, 1, 9), b) {
 			t.Fatal("read back differs")
+		}
+
+		// The same with CRC32 part checksums, as the SDK sends them to AWS.
+		crc := srv.Client(t, "crc")
+		lfs3.SetPartSize(crc, 5<<20)
+		lfs3.SetPartCRC(crc, true)
+		if _, err := crc.WriteLTXFile(ctx, replica.SnapshotLevel, 1, 9, bytes.NewReader(b)); err != nil {
+			t.Fatalf("multipart with CRC32 part checksums: %v", err)
+		}
+		if !bytes.Equal(readAll(t, crc, replica.SnapshotLevel, 1, 9), b) {
+			t.Fatal("read back differs (CRC32 parts)")
 		}
 
 		// A retry from a fresh client (no cached state): the same bytes pass,
@@ -249,7 +276,7 @@ func TestMultipart(t *testing.T) {
 		if len(ups.Uploads) != 0 {
 			t.Fatalf("%d multipart uploads left", len(ups.Uploads))
 		}
-	})
+	}(t, s3test.StartVersityGW(t))
 }
 
 // Probes the server itself: CompleteMultipartUpload must honour

@@ -250,9 +250,13 @@ func (c *Client) putMultipart(ctx context.Context, key string, first []byte, br 
 		}
 	}
 
+	var algo types.ChecksumAlgorithm
+	if c.partCRC {
+		algo = types.ChecksumAlgorithmCrc32
+	}
 	create, err := c.s3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket: bucket, Key: aws.String(key), Metadata: meta,
-		ContentType: aws.String("application/octet-stream"),
+		ContentType: aws.String("application/octet-stream"), ChecksumAlgorithm: algo,
 	})
 	if err != nil {
 		return 0, tr, "", c.wrap("create multipart upload", key, err)
@@ -274,12 +278,13 @@ func (c *Client) putMultipart(ctx context.Context, key string, first []byte, br 
 		out, err := c.s3.UploadPart(ctx, &s3.UploadPartInput{
 			Bucket: bucket, Key: aws.String(key), UploadId: uploadID, PartNumber: aws.Int32(n),
 			Body: bytes.NewReader(part), ContentLength: aws.Int64(int64(len(part))),
-			ContentMD5: aws.String(base64.StdEncoding.EncodeToString(sum)),
+			ContentMD5:        aws.String(base64.StdEncoding.EncodeToString(sum)),
+			ChecksumAlgorithm: algo,
 		})
 		if err != nil {
 			return c.wrap(fmt.Sprintf("upload part %d of", n), key, err)
 		}
-		parts = append(parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(n)})
+		parts = append(parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(n), ChecksumCRC32: out.ChecksumCRC32})
 		return nil
 	})
 	if err != nil {
