@@ -36,9 +36,11 @@ vet:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzTracker$$' -fuzztime $(FUZZTIME) ./wal/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseHeader$$' -fuzztime $(FUZZTIME) ./wal/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) .
 
 test: deps vet
 	PATH=$(GOBIN):$$PATH $(GO) test $(TEST_FLAGS) ./...
+	cd deploy && $(GO) vet ./... && $(GO) test ./...
 	$(MAKE) --no-print-directory fuzz
 
 # run mounts demo/mnt over demo/data and runs the counter app on it.

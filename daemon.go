@@ -179,9 +179,16 @@ func (dm *Daemon) Ready() error {
 	if !mounted {
 		return errors.New("not mounted")
 	}
+	maxLag := time.Duration(dm.cfg.HTTP.ReadinessMaxLag)
 	for _, db := range dm.dbs {
 		if st, err := db.State(); st == StateStopped {
 			return fmt.Errorf("database %s: %v", db.Name(), err)
+		}
+		if w := db.leaseWait.Load(); w != nil {
+			return fmt.Errorf("database %s: %v", db.Name(), w)
+		}
+		if lag := db.Lag(time.Now()); maxLag > 0 && lag > maxLag {
+			return fmt.Errorf("database %s: replication lag %s exceeds readiness-max-lag %s", db.Name(), lag.Round(time.Millisecond), maxLag)
 		}
 	}
 	return nil

@@ -368,6 +368,7 @@ func (d *DB) startReplicating(txn *wal.Txn) error {
 	}
 	d.sums = sums
 	d.noteSnapshot(txid)
+	d.Metrics.unsent.push(txid, d.now())
 	d.indexPages(txn.Pages)
 	d.pos = Pos{TXID: txid, Checksum: sums.Checksum(), WALSalt1: txn.Salt1, WALSalt2: txn.Salt2, WALOffset: txn.Offset, WALSize: txn.Size}
 	d.posDirty = true

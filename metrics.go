@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,7 +23,7 @@ type dbMetrics struct {
 	UploadOK        atomic.Uint64
 	UploadErr       atomic.Uint64
 	UploadedBytes   atomic.Uint64
-	OldestUnsentAt  atomic.Int64 // unix nanos of the oldest staged commit not yet in the replica; 0 = none
+	unsent          unsentQueue
 	LastUploadNanos atomic.Int64
 }
 
@@ -31,7 +32,55 @@ func (m *dbMetrics) staged(start, end time.Time, n int, txid ltx.TXID) {
 	m.StagedTxns.Add(1)
 	m.StagedBytes.Add(uint64(n))
 	m.StageNanos.Add(uint64(end.Sub(start)))
-	m.OldestUnsentAt.CompareAndSwap(0, start.UnixNano())
+	m.unsent.push(txid, start)
+}
+
+// unsentQueue remembers when each transaction the replica does not hold yet
+// was committed, so lag is the age of the oldest one, not of the last batch.
+type unsentQueue struct {
+	mu    sync.Mutex
+	items []unsent
+	head  int
+}
+
+type unsent struct {
+	txid ltx.TXID
+	at   time.Time
+}
+
+func (q *unsentQueue) push(txid ltx.TXID, at time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.items = append(q.items, unsent{txid, at})
+}
+
+// confirmed drops what the replica now holds (TXIDs <= max).
+func (q *unsentQueue) confirmed(max ltx.TXID) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.head < len(q.items) && q.items[q.head].txid <= max {
+		q.head++
+	}
+	if q.head == len(q.items) || q.head > 1024 && q.head*2 > len(q.items) {
+		q.items = append(q.items[:0], q.items[q.head:]...)
+		q.head = 0
+	}
+}
+
+// reset replaces everything with one pending transaction (a rebase).
+func (q *unsentQueue) reset(txid ltx.TXID, at time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.items, q.head = append(q.items[:0], unsent{txid, at}), 0
+}
+
+func (q *unsentQueue) oldest() (time.Time, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.items) {
+		return time.Time{}, false
+	}
+	return q.items[q.head].at, true
 }
 
 var (
@@ -69,11 +118,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descDBSize, float64(fileSize(db.path)))
 		gauge(descWALSize, float64(fileSize(db.path+"-wal")))
 		gauge(descReplicaTXID, float64(db.ReplicaPos().TXID))
-		lag := 0.0
-		if t := db.Metrics.OldestUnsentAt.Load(); t != 0 {
-			lag = now.Sub(time.Unix(0, t)).Seconds()
-		}
-		gauge(descLag, lag)
+		gauge(descLag, db.Lag(now).Seconds())
 		gauge(descStaging, float64(db.stage.bytes()))
 		counter(descUploads, float64(db.Metrics.UploadOK.Load()), "ok")
 		counter(descUploads, float64(db.Metrics.UploadErr.Load()), "error")
@@ -104,4 +149,13 @@ func (dm *Daemon) metricsHandler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector{dm}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+// Lag is the age of the oldest committed transaction the replica does not
+// hold yet; 0 when it holds everything.
+func (d *DB) Lag(now time.Time) time.Duration {
+	if t, ok := d.Metrics.unsent.oldest(); ok {
+		return now.Sub(t)
+	}
+	return 0
 }

@@ -162,6 +162,7 @@ func (d *DB) open(ctx context.Context, stagePos Pos) error {
 	}
 	d.pos = Pos{TXID: txid, Checksum: d.sums.Checksum()}
 	d.noteSnapshot(txid)
+	d.Metrics.unsent.push(txid, d.now())
 	return d.writePos(d.pos, true)
 }
 

@@ -126,7 +126,7 @@ func (d *DB) takeSnapshot(ctx context.Context, rebase bool) error {
 		d.pos.TXID = txid
 		d.posDirty = true
 		d.needRebase.Store(true) // until the snapshot is staged
-		d.Metrics.OldestUnsentAt.Store(d.now().UnixNano())
+		d.Metrics.unsent.reset(txid, d.now())
 	}
 	d.mu.Unlock()
 

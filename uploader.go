@@ -148,9 +148,6 @@ func (d *DB) Flush(ctx context.Context) error {
 				return err
 			}
 		}
-		if d.stage.bytes() == 0 {
-			d.Metrics.OldestUnsentAt.Store(0)
-		}
 		pos := d.Pos()
 		if pos.TXID == d.ReplicaPos().TXID {
 			// Keep the WAL position on disk once staging is empty: start-up
@@ -186,6 +183,7 @@ func (d *DB) upload(ctx context.Context, f frozenFile) error {
 		d.replicaPos = Pos{TXID: f.Max, Checksum: post}
 	}
 	d.repMu.Unlock()
+	d.Metrics.unsent.confirmed(f.Max)
 	d.logger.Debug("uploaded", "object", key, "bytes", f.Size)
 	if err := d.stage.remove(f); err != nil {
 		return err
