@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,7 +51,14 @@ type DB struct {
 	// notify wakes the uploader when a segment was staged.
 	notify chan struct{}
 
+	// wmu orders WAL operations: a write reaches the file and the queue in
+	// the same order; barriers hold it so nothing is queued behind them.
+	wmu       sync.Mutex
+	queue     walQueue
+	applyDone chan struct{}
+
 	mu       sync.Mutex
+	stageErr error // the last staging failure, until a commit stages again
 	tracker  *wal.Tracker
 	sums     *pageSums
 	pos      Pos // the last staged transaction
@@ -102,8 +108,10 @@ func (d *DB) State() (DBState, error) {
 	return d.state, d.err
 }
 
-// Pos is the last staged position.
+// Pos is the last staged position, once every write already in the WAL was
+// applied.
 func (d *DB) Pos() Pos {
+	d.drain()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.pos
@@ -124,123 +132,6 @@ func (d *DB) stop(err error) {
 	}
 	d.state, d.err = StateStopped, err
 	d.logger.Error("replication stopped", "reason", err)
-}
-
-// WriteWAL implements fs.DB.
-func (d *DB) WriteWAL(off int64, p []byte, write func() (int, error)) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	header := wal.TouchesHeader(off, len(p))
-	if header {
-		if err := d.barrier(); err != nil {
-			return 0, err
-		}
-	}
-	n, err := write()
-	if err != nil {
-		return n, err
-	}
-	if d.state == StateStopped {
-		return n, nil
-	}
-	gen := d.tracker.Position()
-	if err := d.tracker.Write(off, p[:n]); errors.Is(err, wal.ErrPendingTooLarge) {
-		// The bytes are in the WAL; only the tracker gave up on this
-		// transaction, so the app's write stands.
-		d.stop(fmt.Errorf("database %s: a transaction larger than the tracker's limit (%d MiB) cannot be replicated; restart litefs to take a new snapshot: %w", d.name, wal.DefaultMaxPending>>20, err))
-		return n, nil
-	} else if err != nil {
-		// The frames are in the WAL but not staged: the app sees the commit
-		// fail (as it would on a full disk) and SQLite will overwrite them.
-		return 0, err
-	}
-	if now := d.tracker.Position(); now.Salt1 != gen.Salt1 || now.Salt2 != gen.Salt2 {
-		clear(d.walIndex) // a new generation: the old frames were all checkpointed
-	}
-	if header && d.state == StateReplicating {
-		d.checkWALMode("WAL restart")
-	}
-	return n, nil
-}
-
-// TruncateWAL implements fs.DB.
-func (d *DB) TruncateWAL(size int64, truncate func() error) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.barrier(); err != nil {
-		return err
-	}
-	if err := truncate(); err != nil {
-		return err
-	}
-	d.tracker.Truncate(size)
-	if size < wal.HeaderSize {
-		clear(d.walIndex)
-	}
-	return nil
-}
-
-// SyncWAL implements fs.DB. Staging is deliberately not synced here: under
-// synchronous=FULL SQLite made the commit durable in the WAL already.
-func (d *DB) SyncWAL(sync func() error) error { return sync() }
-
-// RemoveWAL implements fs.DB.
-func (d *DB) RemoveWAL(remove func() error) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.barrier(); err != nil {
-		return err
-	}
-	if err := remove(); err != nil {
-		return err
-	}
-	d.tracker.Unlink()
-	clear(d.walIndex)
-	if d.state == StateReplicating {
-		d.checkWALMode("WAL removed")
-	}
-	return nil
-}
-
-// JournalCreated implements fs.DB: a database in WAL mode never makes a
-// rollback journal, so one appearing means it is leaving WAL mode.
-func (d *DB) JournalCreated() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.state == StateReplicating {
-		d.stop(fmt.Errorf("database %s left WAL mode (a -journal file was created): litefs replicates only WAL-mode databases; set PRAGMA journal_mode=WAL and restart litefs", d.name))
-	}
-}
-
-// checkWALMode stops replication when the database header says rollback mode.
-func (d *DB) checkWALMode(when string) {
-	f, err := os.Open(d.path)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	var b [2]byte
-	if _, err := f.ReadAt(b[:], 18); err != nil {
-		return
-	}
-	if b[0] == 1 || b[1] == 1 {
-		d.stop(fmt.Errorf("database %s left WAL mode (header says rollback journal at %s): set PRAGMA journal_mode=WAL and restart litefs", d.name, when))
-	}
-}
-
-// barrier makes staging and the position durable before WAL frames can
-// disappear (restart, truncate, unlink). Called with d.mu held.
-func (d *DB) barrier() error {
-	if err := d.stage.sync(); err != nil {
-		return err
-	}
-	if d.posDirty {
-		if err := d.writePos(d.pos, true); err != nil {
-			return err
-		}
-		d.posDirty = false
-	}
-	return nil
 }
 
 // writePos writes the pos file unless a newer position is already there.

@@ -79,6 +79,8 @@ func OpenDB(ctx context.Context, opt DBOptions) (*DB, error) {
 		}
 	}
 	d.tracker = wal.NewTracker(d.onCommit)
+	d.queue.cond.L = &d.queue.mu
+	d.applyDone = make(chan struct{})
 	stage, stagePos, err := openStaging(filepath.Join(opt.DataDir, StagingDirName, filepath.FromSlash(opt.Name)))
 	if err != nil {
 		return nil, fmt.Errorf("open staging of %s: %w", opt.Name, err)
@@ -88,6 +90,10 @@ func OpenDB(ctx context.Context, opt DBOptions) (*DB, error) {
 		stage.close()
 		return nil, err
 	}
+	go func() {
+		defer close(d.applyDone)
+		d.applyLoop()
+	}()
 	return d, nil
 }
 

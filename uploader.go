@@ -115,6 +115,7 @@ func (d *DB) hasStaged() bool { return d.stage.bytes() > 0 }
 func (d *DB) Flush(ctx context.Context) error {
 	d.flushMu.Lock()
 	defer d.flushMu.Unlock()
+	d.drain()
 	for attempt := 0; ; attempt++ {
 		if d.needRebase.Load() {
 			if err := d.takeSnapshot(ctx, true); err != nil {
@@ -222,6 +223,7 @@ func (d *DB) checkReplicaAfterLease(ctx context.Context) error {
 // Close releases the lease and makes staging and the position durable. The
 // uploader must have stopped.
 func (d *DB) Close(ctx context.Context) error {
+	d.closeQueue()
 	err := d.releaseLease(ctx)
 	d.mu.Lock()
 	defer d.mu.Unlock()

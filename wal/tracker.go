@@ -419,3 +419,23 @@ func (t *Tracker) Load(r io.ReaderAt, size int64) error {
 	t.setPos()
 	return nil
 }
+
+// Retry offers again a commit whose onCommit failed, without waiting for
+// the next Write: the caller's barrier must not let the WAL move on while a
+// committed transaction is neither emitted nor kept.
+func (t *Tracker) Retry() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.retry {
+		return nil
+	}
+	t.retry = false
+	return t.advance()
+}
+
+// Pending reports whether a commit is waiting for Retry.
+func (t *Tracker) Pending() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.retry
+}

@@ -1,0 +1,247 @@
+package litefs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/litefs-dev/litefs/wal"
+)
+
+// The fs.DB hooks. A WAL write is answered as soon as it reached the file:
+// the tracker's bookkeeping (validating frames, encoding and staging a
+// segment) runs on the DB's own goroutine, off the app's commit path. That
+// keeps the invariant because a queued write is in the WAL on the volume,
+// and every operation that could make WAL frames disappear (a restart's
+// header write, a truncate, an unlink) is a barrier: it waits until the
+// queue is applied and staging is durable before it goes through. A crash
+// with writes still queued loses nothing: start-up stages the WAL's commits
+// past the last position.
+
+// walQueue holds WAL writes already in the file, not yet fed to the tracker.
+type walQueue struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	ops     []walOp
+	applied uint64 // ops fed to the tracker
+	queued  uint64
+	closed  bool
+}
+
+type walOp struct {
+	off int64
+	buf *[]byte
+}
+
+// maxQueued bounds memory: the app waits beyond it.
+const maxQueued = 4096
+
+var opBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096+wal.FrameHeaderSize); return &b }}
+
+// WriteWAL implements fs.DB.
+func (d *DB) WriteWAL(off int64, p []byte, write func() (int, error)) (int, error) {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if wal.TouchesHeader(off, len(p)) {
+		if err := d.barrier(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := write()
+	if err != nil || n == 0 {
+		return n, err
+	}
+	d.enqueue(off, p[:n])
+	return n, nil
+}
+
+// TruncateWAL implements fs.DB.
+func (d *DB) TruncateWAL(size int64, truncate func() error) error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if err := d.barrier(); err != nil {
+		return err
+	}
+	if err := truncate(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.tracker.Truncate(size)
+	if size < wal.HeaderSize {
+		clear(d.walIndex)
+	}
+	return nil
+}
+
+// SyncWAL implements fs.DB. Staging is deliberately not synced here: under
+// synchronous=FULL SQLite made the commit durable in the WAL already.
+func (d *DB) SyncWAL(sync func() error) error { return sync() }
+
+// RemoveWAL implements fs.DB.
+func (d *DB) RemoveWAL(remove func() error) error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if err := d.barrier(); err != nil {
+		return err
+	}
+	if err := remove(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.tracker.Unlink()
+	clear(d.walIndex)
+	if d.state == StateReplicating {
+		d.checkWALMode("WAL removed")
+	}
+	return nil
+}
+
+// JournalCreated implements fs.DB: a database in WAL mode never makes a
+// rollback journal, so one appearing means it is leaving WAL mode.
+func (d *DB) JournalCreated() {
+	d.drain()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state == StateReplicating {
+		d.stop(fmt.Errorf("database %s left WAL mode (a -journal file was created): litefs replicates only WAL-mode databases; set PRAGMA journal_mode=WAL and restart litefs", d.name))
+	}
+}
+
+// barrier applies every queued write, offers again a commit that could not
+// be staged, and makes staging and the position durable: only then may WAL
+// frames disappear. Called with wmu held, so nothing is queued meanwhile.
+func (d *DB) barrier() error {
+	d.drain()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state != StateStopped && d.tracker.Pending() {
+		if err := d.tracker.Retry(); err != nil {
+			return fmt.Errorf("a committed transaction of %s is not staged yet, so the WAL must keep it: %w", d.name, err)
+		}
+	}
+	if err := d.stage.sync(); err != nil {
+		return err
+	}
+	if d.posDirty {
+		if err := d.writePos(d.pos, true); err != nil {
+			return err
+		}
+		d.posDirty = false
+	}
+	return nil
+}
+
+func (d *DB) enqueue(off int64, p []byte) {
+	buf := opBufs.Get().(*[]byte)
+	*buf = append((*buf)[:0], p...)
+	q := &d.queue
+	q.mu.Lock()
+	for len(q.ops) >= maxQueued && !q.closed {
+		q.cond.Wait()
+	}
+	q.ops = append(q.ops, walOp{off: off, buf: buf})
+	q.queued++
+	q.mu.Unlock()
+	q.cond.Broadcast()
+}
+
+// drain waits until every queued write was fed to the tracker.
+func (d *DB) drain() {
+	q := &d.queue
+	q.mu.Lock()
+	for q.applied != q.queued && !q.closed {
+		q.cond.Wait()
+	}
+	q.mu.Unlock()
+}
+
+// applyLoop feeds queued writes to the tracker, in order, a batch at a
+// time, until the queue is closed and empty.
+func (d *DB) applyLoop() {
+	q := &d.queue
+	var batch []walOp
+	for {
+		q.mu.Lock()
+		for len(q.ops) == 0 && !q.closed {
+			q.cond.Wait()
+		}
+		if len(q.ops) == 0 {
+			q.mu.Unlock()
+			return
+		}
+		batch, q.ops = q.ops, batch[:0]
+		q.mu.Unlock()
+
+		d.mu.Lock()
+		for _, op := range batch {
+			d.apply(op.off, *op.buf)
+			opBufs.Put(op.buf)
+		}
+		d.mu.Unlock()
+
+		q.mu.Lock()
+		q.applied += uint64(len(batch))
+		q.mu.Unlock()
+		q.cond.Broadcast()
+		clear(batch)
+	}
+}
+
+// closeQueue applies what is queued and stops applyLoop.
+func (d *DB) closeQueue() {
+	d.drain()
+	q := &d.queue
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.cond.Broadcast()
+	<-d.applyDone
+}
+
+// apply feeds one write to the tracker. Called with d.mu held.
+func (d *DB) apply(off int64, p []byte) {
+	if d.state == StateStopped {
+		return
+	}
+	gen := d.tracker.Position()
+	err := d.tracker.Write(off, p)
+	if errors.Is(err, wal.ErrPendingTooLarge) {
+		d.stop(fmt.Errorf("database %s: a transaction larger than the tracker's limit (%d MiB) cannot be replicated; restart litefs to take a new snapshot: %w", d.name, wal.DefaultMaxPending>>20, err))
+		return
+	} else if err != nil {
+		// The commit is in the WAL and the tracker keeps it pending; the
+		// next write or barrier offers it again, and barriers hold the WAL
+		// until it is staged.
+		if d.stageErr == nil {
+			d.logger.Error("cannot stage a committed transaction; the WAL keeps it until staging works again", "err", err)
+		}
+		d.stageErr = err
+		return
+	}
+	d.stageErr = nil
+	if now := d.tracker.Position(); now.Salt1 != gen.Salt1 || now.Salt2 != gen.Salt2 {
+		clear(d.walIndex) // a new generation: the old frames were all checkpointed
+	}
+	if wal.TouchesHeader(off, len(p)) && d.state == StateReplicating {
+		d.checkWALMode("WAL restart")
+	}
+}
+
+// checkWALMode stops replication when the database header says rollback mode.
+func (d *DB) checkWALMode(when string) {
+	f, err := os.Open(d.path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	var b [2]byte
+	if _, err := f.ReadAt(b[:], 18); err != nil {
+		return
+	}
+	if b[0] == 1 || b[1] == 1 {
+		d.stop(fmt.Errorf("database %s left WAL mode (header says rollback journal at %s): set PRAGMA journal_mode=WAL and restart litefs", d.name, when))
+	}
+}
