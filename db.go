@@ -1,7 +1,6 @@
 package litefs
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,7 +63,7 @@ type DB struct {
 	pos      Pos // the last staged transaction
 	state    DBState
 	err      error
-	encBuf   bytes.Buffer
+	recBuf   []byte
 	undo     sumUndo
 	posDirty bool // pos changed since the last durable pos write
 
@@ -182,42 +181,18 @@ func (d *DB) stageTxn(txn *wal.Txn) error {
 		WALSalt1:         txn.Salt1,
 		WALSalt2:         txn.Salt2,
 	}
-	if err := d.encodeSegment(hdr, txn.Pages); err != nil {
-		d.sums.undo(&d.undo)
-		return fmt.Errorf("encode segment %d of %s: %w", txid, d.name, err)
-	}
-	if err := d.stage.append(d.encBuf.Bytes()); err != nil {
+	d.recBuf = appendRecord(append(d.recBuf[:0], make([]byte, recordHeaderSize)...), hdr, d.sums.Checksum(), txn.Pages)
+	frame(d.recBuf)
+	if err := d.stage.append(d.recBuf); err != nil {
 		d.sums.undo(&d.undo)
 		return err
 	}
 	d.pos = posFromHeader(hdr, d.sums.Checksum())
 	d.posDirty = true
 	d.indexPages(txn.Pages)
-	d.Metrics.staged(start, d.now(), d.encBuf.Len(), txid)
+	d.Metrics.staged(start, d.now(), len(d.recBuf), txid)
 	d.wake()
 	return nil
-}
-
-func (d *DB) encodeSegment(hdr ltx.Header, pages []wal.Page) error {
-	d.encBuf.Reset()
-	enc, err := ltx.NewEncoder(&d.encBuf)
-	if err != nil {
-		return err
-	}
-	if err := enc.EncodeHeader(hdr); err != nil {
-		return err
-	}
-	lock := ltx.LockPgno(hdr.PageSize)
-	for _, p := range pages {
-		if p.Pgno == lock || p.Pgno > hdr.Commit {
-			continue
-		}
-		if err := enc.EncodePage(ltx.PageHeader{Pgno: p.Pgno}, p.Data); err != nil {
-			return err
-		}
-	}
-	enc.SetPostApplyChecksum(d.sums.Checksum())
-	return enc.Close()
 }
 
 func (d *DB) indexPages(pages []wal.Page) {

@@ -1,7 +1,6 @@
 package litefs
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -91,8 +90,8 @@ func (s *staging) recoverLog() (Pos, error) {
 		return Pos{}, fmt.Errorf("open staging log: %w", err)
 	}
 	var pos Pos
-	valid, n, err := scanRecords(f, func(hdr ltx.Header, post ltx.Checksum) {
-		pos = posFromHeader(hdr, post)
+	valid, n, err := scanRecords(f, func(r record, _ int64) {
+		pos = posFromHeader(r.hdr, r.post)
 	})
 	if err != nil {
 		f.Close()
@@ -110,14 +109,16 @@ func (s *staging) recoverLog() (Pos, error) {
 	return pos, nil
 }
 
-// scanRecords verifies each record and returns the length of the valid prefix.
-func scanRecords(f *os.File, fn func(hdr ltx.Header, post ltx.Checksum)) (valid int64, n int, err error) {
+// scanRecords verifies each record and returns the length of the valid
+// prefix; fn sees each record and its offset in the file.
+func scanRecords(f *os.File, fn func(r record, off int64)) (valid int64, n int, err error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return 0, 0, err
 	}
 	size := fi.Size()
 	var lenbuf [recordHeaderSize]byte
+	var buf []byte
 	for valid+recordHeaderSize <= size {
 		if _, err := f.ReadAt(lenbuf[:], valid); err != nil {
 			return 0, 0, fmt.Errorf("read staging log: %w", err)
@@ -126,24 +127,28 @@ func scanRecords(f *os.File, fn func(hdr ltx.Header, post ltx.Checksum)) (valid 
 		if l <= 0 || valid+recordHeaderSize+l > size {
 			break
 		}
-		dec := ltx.NewDecoder(io.NewSectionReader(f, valid+recordHeaderSize, l))
-		if err := dec.Verify(); err != nil {
+		if int64(cap(buf)) < l {
+			buf = make([]byte, l)
+		}
+		buf = buf[:l]
+		if _, err := f.ReadAt(buf, valid+recordHeaderSize); err != nil {
+			return 0, 0, fmt.Errorf("read staging log: %w", err)
+		}
+		r, err := decodeRecord(buf)
+		if err != nil {
 			break
 		}
-		fn(dec.Header(), dec.Trailer().PostApplyChecksum)
+		fn(r, valid+recordHeaderSize)
 		valid += recordHeaderSize + l
 		n++
 	}
 	return valid, n, nil
 }
 
-// append adds one encoded LTX segment to the log. No fsync: see sync.
-func (s *staging) append(rec []byte) error {
+// append adds one framed record (see frame) to the log. No fsync: see sync.
+func (s *staging) append(buf []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	buf := make([]byte, recordHeaderSize, recordHeaderSize+len(rec))
-	binary.BigEndian.PutUint64(buf, uint64(len(rec)))
-	buf = append(buf, rec...)
 	if _, err := s.log.Write(buf); err != nil {
 		// A partial record would poison the log: cut it off.
 		_ = s.log.Truncate(s.logSize)
@@ -154,6 +159,11 @@ func (s *staging) append(rec []byte) error {
 	s.logRecords++
 	s.dirty = true
 	return nil
+}
+
+// frame fills in the length prefix of a record built after it in buf.
+func frame(buf []byte) {
+	binary.BigEndian.PutUint64(buf, uint64(len(buf)-recordHeaderSize))
 }
 
 // sync makes every appended segment durable.
@@ -208,45 +218,26 @@ func (s *staging) freeze() error {
 	return s.freezeSealed()
 }
 
-// freezeSealed compacts the sealed log into one frozen object and removes it.
+// freezeSealed turns the sealed log into one frozen LTX object and removes
+// it.
 func (s *staging) freezeSealed() error {
 	f, err := os.Open(s.sealedPath())
 	if err != nil {
 		return fmt.Errorf("open sealed staging log: %w", err)
 	}
 	defer f.Close()
-	var hdrs []ltx.Header
-	var sections []io.Reader
-	var off int64
-	valid, _, err := scanRecords(f, func(hdr ltx.Header, _ ltx.Checksum) {
-		hdrs = append(hdrs, hdr)
-	})
-	if err != nil {
+	var recs []record
+	var offs []int64
+	if _, _, err := scanRecords(f, func(r record, off int64) {
+		recs, offs = append(recs, r), append(offs, off)
+	}); err != nil {
 		return err
 	}
-	var lenbuf [recordHeaderSize]byte
-	for off < valid {
-		if _, err := f.ReadAt(lenbuf[:], off); err != nil {
-			return fmt.Errorf("read sealed staging log: %w", err)
-		}
-		l := int64(binary.BigEndian.Uint64(lenbuf[:]))
-		sections = append(sections, io.NewSectionReader(f, off+recordHeaderSize, l))
-		off += recordHeaderSize + l
-	}
-	if len(hdrs) > 0 {
-		min, max := hdrs[0].MinTXID, hdrs[len(hdrs)-1].MaxTXID
-		err := s.writeFrozen(0, min, max, func(w io.Writer) error {
-			if len(sections) == 1 {
-				_, err := io.Copy(w, sections[0])
-				return err
-			}
-			c, err := ltx.NewCompactor(w, sections)
-			if err != nil {
-				return err
-			}
-			return c.Compact(context.Background())
-		})
-		if err != nil {
+	if len(recs) > 0 {
+		min, max := recs[0].hdr.MinTXID, recs[len(recs)-1].hdr.MaxTXID
+		if err := s.writeFrozen(0, min, max, func(w io.Writer) error {
+			return encodeBatch(w, f, recs, offs)
+		}); err != nil {
 			return err
 		}
 	}

@@ -22,6 +22,7 @@ type pageSums struct {
 	sums     []ltx.Checksum // index pgno-1; 0 for the lock page
 	xor      ltx.Checksum
 	hasher   hash.Hash64
+	zero     []byte
 }
 
 func newPageSums(pageSize uint32) *pageSums {
@@ -31,8 +32,15 @@ func newPageSums(pageSize uint32) *pageSums {
 // Checksum is the rolling checksum of the database as tracked.
 func (s *pageSums) Checksum() ltx.Checksum { return ltx.ChecksumFlag | s.xor }
 
+// pageSum is ltx.ChecksumPage without its reflection-based binary.Write,
+// which allocated on every page of every commit.
 func (s *pageSums) pageSum(pgno uint32, data []byte) ltx.Checksum {
-	return ltx.ChecksumPageWithHasher(s.hasher, pgno, data)
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], pgno)
+	s.hasher.Reset()
+	_, _ = s.hasher.Write(b[:])
+	_, _ = s.hasher.Write(data)
+	return ltx.ChecksumFlag | ltx.Checksum(s.hasher.Sum64())
 }
 
 // set records a page's checksum. Pages the database grows past without
@@ -56,7 +64,10 @@ func (s *pageSums) set(pgno uint32, sum ltx.Checksum) {
 func (s *pageSums) grow(pgno, lock uint32) {
 	var sum ltx.Checksum
 	if pgno != lock {
-		sum = s.pageSum(pgno, make([]byte, s.pageSize))
+		if len(s.zero) != int(s.pageSize) {
+			s.zero = make([]byte, s.pageSize)
+		}
+		sum = s.pageSum(pgno, s.zero)
 		s.xor ^= sum &^ ltx.ChecksumFlag
 	}
 	s.sums = append(s.sums, sum)
