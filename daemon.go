@@ -140,6 +140,11 @@ func (dm *Daemon) Start(ctx context.Context) (err error) {
 // (bounded by ctx), and makes staging durable. Whatever could not be
 // uploaded stays staged for the next start.
 func (dm *Daemon) Shutdown(ctx context.Context) error {
+	// From here on the WAL refuses writes: a commit acknowledged now could
+	// not be uploaded before we exit, and the app must not believe it safe.
+	for _, db := range dm.dbs {
+		db.refuseWrites()
+	}
 	if dm.cancel != nil {
 		dm.cancel()
 	}
@@ -183,9 +188,6 @@ func (dm *Daemon) Ready() error {
 	for _, db := range dm.dbs {
 		if st, err := db.State(); st == StateStopped {
 			return fmt.Errorf("database %s: %v", db.Name(), err)
-		}
-		if w := db.leaseWait.Load(); w != nil {
-			return fmt.Errorf("database %s: %v", db.Name(), w)
 		}
 		if lag := db.Lag(time.Now()); maxLag > 0 && lag > maxLag {
 			return fmt.Errorf("database %s: replication lag %s exceeds readiness-max-lag %s", db.Name(), lag.Round(time.Millisecond), maxLag)

@@ -53,6 +53,7 @@ type DB struct {
 	// wmu orders WAL operations: a write reaches the file and the queue in
 	// the same order; barriers hold it so nothing is queued behind them.
 	wmu       sync.Mutex
+	closing   bool // guarded by wmu
 	queue     walQueue
 	applyDone chan struct{}
 

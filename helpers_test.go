@@ -82,6 +82,14 @@ func (e *env) config() *litefs.Config {
 	return cfg
 }
 
+// logTo captures a daemon's log (and echoes it with -v).
+func logTo(w io.Writer) *slog.Logger {
+	if testing.Verbose() {
+		w = io.MultiWriter(w, os.Stderr)
+	}
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
 func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -97,31 +97,31 @@ type snapshotInfo struct {
 // WAL (SQLite cannot restart it, nor checkpoint past the reader), so the
 // frames of every page committed in this WAL generation stay where
 // walIndex says; every other page is stable in the database file.
-func (d *DB) takeSnapshot(ctx context.Context, rebase bool) error {
+func (d *DB) takeSnapshot(ctx context.Context, rebase bool) (ltx.TXID, error) {
 	if mp := d.mountPath.Load(); mp != nil {
 		unpin, err := pinWAL(ctx, *mp)
 		if err != nil {
-			return fmt.Errorf("snapshot %s: %w", d.name, err)
+			return 0, fmt.Errorf("snapshot %s: %w", d.name, err)
 		}
 		defer unpin()
 	}
 	d.mu.Lock()
 	if d.state != StateReplicating {
 		d.mu.Unlock()
-		return nil
+		return 0, fmt.Errorf("snapshot %s: database is %s", d.name, d.state)
 	}
 	pos, index := d.pos, maps.Clone(d.walIndex)
 	pageSize, commit := d.sums.pageSize, uint32(len(d.sums.sums))
 	txid := pos.TXID
 	if !rebase && txid <= d.snap.TXID {
 		d.mu.Unlock()
-		return nil
+		return txid, nil // the newest snapshot is this state already
 	}
 	if rebase {
 		txid = d.nextSnapshotTXID()
 		if err := d.stage.discard(); err != nil {
 			d.mu.Unlock()
-			return err
+			return 0, err
 		}
 		d.pos.TXID = txid
 		d.posDirty = true
@@ -132,7 +132,7 @@ func (d *DB) takeSnapshot(ctx context.Context, rebase bool) error {
 
 	sums, err := d.snapshotFromDisk(txid, pageSize, commit, index)
 	if err != nil {
-		return fmt.Errorf("snapshot %s at TXID %d: %w", d.name, txid, err)
+		return 0, fmt.Errorf("snapshot %s at TXID %d: %w", d.name, txid, err)
 	}
 	if sums.Checksum() != pos.Checksum {
 		_ = d.stage.removeFrozen(9, 1, txid)
@@ -140,7 +140,7 @@ func (d *DB) takeSnapshot(ctx context.Context, rebase bool) error {
 		d.stop(fmt.Errorf("database %s in the data dir is not the state litefs replicated (checksum %s, expected %s at TXID %d): it was written behind litefs's back; restart litefs to take a new snapshot of it",
 			d.name, sums.Checksum(), pos.Checksum, pos.TXID))
 		d.mu.Unlock()
-		return nil
+		return 0, d.err
 	}
 	d.mu.Lock()
 	d.noteSnapshot(txid)
@@ -149,7 +149,16 @@ func (d *DB) takeSnapshot(ctx context.Context, rebase bool) error {
 		d.needRebase.Store(false)
 		d.logger.Info("new snapshot: staging restarts from it", "txid", txid)
 	}
-	return nil
+	return txid, nil
+}
+
+// Snapshot stages a snapshot of the current state now (as snapshot-interval
+// would) and returns its TXID; the uploader sends it with the next batch.
+func (d *DB) Snapshot(ctx context.Context) (ltx.TXID, error) {
+	d.flushMu.Lock()
+	defer d.flushMu.Unlock()
+	d.drain()
+	return d.takeSnapshot(ctx, false)
 }
 
 // snapshotFromDisk reads each page from the WAL frame the index names, else

@@ -118,11 +118,11 @@ func (d *DB) Flush(ctx context.Context) error {
 	d.drain()
 	for attempt := 0; ; attempt++ {
 		if d.needRebase.Load() {
-			if err := d.takeSnapshot(ctx, true); err != nil {
+			if _, err := d.takeSnapshot(ctx, true); err != nil {
 				return err
 			}
 		} else if d.snapshotDue() {
-			if err := d.takeSnapshot(ctx, false); err != nil {
+			if _, err := d.takeSnapshot(ctx, false); err != nil {
 				return err
 			}
 		}

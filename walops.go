@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 
 	"github.com/litefs-dev/litefs/wal"
 )
@@ -39,10 +40,24 @@ const maxQueued = 4096
 
 var opBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096+wal.FrameHeaderSize); return &b }}
 
+// errShuttingDown answers WAL changes once shutdown began.
+var errShuttingDown = fmt.Errorf("litefs is shutting down: %w", syscall.EIO)
+
+// refuseWrites makes every later WAL change fail; the ones already made are
+// applied and staged.
+func (d *DB) refuseWrites() {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	d.closing = true
+}
+
 // WriteWAL implements fs.DB.
 func (d *DB) WriteWAL(off int64, p []byte, write func() (int, error)) (int, error) {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
+	if d.closing {
+		return 0, errShuttingDown
+	}
 	if wal.TouchesHeader(off, len(p)) {
 		if err := d.barrier(); err != nil {
 			return 0, err
@@ -60,6 +75,9 @@ func (d *DB) WriteWAL(off int64, p []byte, write func() (int, error)) (int, erro
 func (d *DB) TruncateWAL(size int64, truncate func() error) error {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
+	if d.closing {
+		return errShuttingDown
+	}
 	if err := d.barrier(); err != nil {
 		return err
 	}
@@ -83,6 +101,9 @@ func (d *DB) SyncWAL(sync func() error) error { return sync() }
 func (d *DB) RemoveWAL(remove func() error) error {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
+	if d.closing {
+		return errShuttingDown
+	}
 	if err := d.barrier(); err != nil {
 		return err
 	}

@@ -1,5 +1,9 @@
 // Command myapp is the counter app of the Kubernetes guide: each HTTP
 // request increments a counter in a SQLite database and returns it.
+//
+// GET /healthz is the exception: it reads the counter without incrementing
+// it and returns it, or 503 if the database cannot be read or its mount is
+// gone; the pod's readiness and liveness probes use it.
 package main
 
 import (
@@ -32,6 +36,34 @@ func main() {
 		log.Fatalf("create table in %s: %v", *dsn, err)
 	}
 
+	// A handle held for /healthz. Under litefs the database is on a FUSE
+	// mount; if the litefs sidecar dies, this process keeps handles on the
+	// dead mount (a restarted sidecar mounts anew, but not under open
+	// files). Reads can still succeed then (SQLite's cache, FUSE
+	// passthrough) while every write fails; fstat on a handle opened
+	// through the mount fails at once (ENOTCONN), so the liveness probe
+	// restarts the app.
+	f, err := os.Open(*dsn)
+	if err != nil {
+		log.Fatalf("open %s: %v", *dsn, err)
+	}
+	defer f.Close()
+
+	// The probes' endpoint: a cheap read of the database, never a write, so
+	// probing does not count as a visit. It returns the counter.
+	http.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := f.Stat(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		var n int64
+		err := db.QueryRowContext(r.Context(), `SELECT COALESCE((SELECT n FROM counter WHERE id = 1), 0)`).Scan(&n)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, "%d\n", n)
+	})
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		var n int64
 		err := db.QueryRow(`INSERT INTO counter (id, n) VALUES (1, 1)
