@@ -86,6 +86,7 @@ type DB struct {
 	owner         string
 	leaseTTL      time.Duration
 	lease         *s3.Lease
+	leasedBefore  bool // we held the lease on this replica since start-up
 	snapInterval  time.Duration
 	retention     time.Duration
 	snap          snapshotInfo // the newest snapshot in the replica

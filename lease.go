@@ -71,6 +71,11 @@ func (d *DB) ensureLease(ctx context.Context) error {
 	if d.lease != nil && now.Before(d.lease.Expires.Add(-d.leaseTTL/2)) {
 		return nil
 	}
+	if d.lease != nil && !now.Before(d.lease.Expires) {
+		// It lapsed while we were idle (no renewals without uploads): take
+		// it again like a new writer, and fence only if someone wrote.
+		d.lease = nil
+	}
 	if d.lease != nil {
 		l, err := d.leaser.RenewLease(ctx, d.lease, d.leaseTTL, now)
 		if errors.Is(err, s3.ErrLeaseLost) {
@@ -85,6 +90,13 @@ func (d *DB) ensureLease(ctx context.Context) error {
 		d.lease = l
 		return nil
 	}
+	if d.leasedBefore {
+		// Ours lapsed: if another writer wrote meanwhile we are fenced, and
+		// must not even touch the lock, which may be theirs to renew.
+		if err := d.checkReplicaAfterLease(ctx); err != nil {
+			return err
+		}
+	}
 	// Another owner's lease counts as valid for a margin past its expiry:
 	// its clock may be behind ours.
 	l, err := d.leaser.AcquireLease(ctx, d.owner, d.leaseTTL, now.Add(-d.leaseMargin()))
@@ -96,7 +108,12 @@ func (d *DB) ensureLease(ctx context.Context) error {
 	}
 	d.lease = l
 	d.logger.Info("took the replica lease", "owner", d.owner, "expires", l.Expires.UTC().Format(time.RFC3339))
-	return d.checkReplicaAfterLease(ctx)
+	if err := d.checkReplicaAfterLease(ctx); err != nil {
+		// Fenced after all: the lock is the other writer's to take back.
+		_ = d.leaser.ReleaseLease(ctx, l)
+		return err
+	}
+	return nil
 }
 
 // leaseMargin is the clock-skew allowance: uploads stop this long before

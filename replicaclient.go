@@ -5,11 +5,16 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"time"
 
 	"github.com/litefs-dev/litefs/replica"
 	"github.com/litefs-dev/litefs/replica/file"
 	"github.com/litefs-dev/litefs/replica/s3"
 )
+
+// s3ResponseHeaderTimeout bounds the wait for an answer once a request was
+// sent (for a large PUT, after its body). S3 answers in milliseconds.
+const s3ResponseHeaderTimeout = 10 * time.Second
 
 // NewReplicaClient builds the backend a replica URL names.
 func NewReplicaClient(ctx context.Context, rc ReplicaConfig) (replica.ReplicaClient, error) {
@@ -34,6 +39,9 @@ func NewReplicaClient(ctx context.Context, rc ReplicaConfig) (replica.ReplicaCli
 			Endpoint: rc.Endpoint, Region: rc.Region, ForcePathStyle: rc.ForcePathStyle,
 			AccessKeyID: rc.AccessKeyID, SecretAccessKey: rc.SecretAccessKey,
 			ConditionalWrites: cw,
+			// A server that accepted a request and never answers must not
+			// hold the uploader: staging keeps the data, a retry is cheap.
+			ResponseHeaderTimeout: s3ResponseHeaderTimeout,
 		})
 	default:
 		_, err := replicaKey(rc.URL)

@@ -13,10 +13,12 @@ import (
 	"github.com/litefs-dev/litefs/replica"
 )
 
-// Retry backoff bounds for failed uploads.
+// Retry backoff bounds for failed uploads, and how often a writer waiting
+// for another's lease looks again.
 const (
 	minBackoff = 100 * time.Millisecond
 	maxBackoff = 10 * time.Second
+	leasePoll  = time.Second
 )
 
 // Run uploads staged segments until ctx ends. With a sync interval it waits
@@ -65,10 +67,11 @@ func (d *DB) Run(ctx context.Context) {
 			if d.leaseWait.Swap(held) == nil {
 				d.logger.Warn(held.Error())
 			}
-			// Try again when it expires: a clean stop of the other writer
-			// releases it sooner, so do not wait longer than maxBackoff.
-			backoff, pending = min(max(time.Until(held.expires), minBackoff), maxBackoff), true
+			// Look again every second: a clean stop of the other writer
+			// releases the lease long before it expires.
+			backoff, pending = min(max(time.Until(held.expires), minBackoff), leasePoll), true
 		case errors.Is(err, replica.ErrConflict) || errors.Is(err, errFenced):
+			d.lease = nil // not ours to release any more
 			d.mu.Lock()
 			d.stop(fmt.Errorf("%w: another writer owns the replica of %s; uploads stopped and nothing was overwritten: %v", errFenced, d.name, err))
 			d.mu.Unlock()
@@ -116,6 +119,9 @@ func (d *DB) Flush(ctx context.Context) error {
 	d.flushMu.Lock()
 	defer d.flushMu.Unlock()
 	d.drain()
+	if err := d.fenced(); err != nil {
+		return err
+	}
 	for attempt := 0; ; attempt++ {
 		if d.needRebase.Load() {
 			if _, err := d.takeSnapshot(ctx, true); err != nil {
@@ -199,9 +205,22 @@ func (d *DB) upload(ctx context.Context, f frozenFile) error {
 	return nil
 }
 
+// fenced returns why uploads stopped for good, if they did: another writer
+// owns the replica, and nothing may be written to it any more.
+func (d *DB) fenced() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state == StateStopped && errors.Is(d.err, errFenced) {
+		return d.err
+	}
+	return nil
+}
+
 // checkReplicaAfterLease runs when we (re)take the lease: if the replica
-// moved past what we know, another writer wrote it meanwhile, and our
-// staged history cannot follow theirs: a new snapshot continues instead.
+// moved past what we know, another writer wrote it meanwhile. A daemon that
+// has not written this replica yet (it just started, the previous writer
+// died) continues that history with a new snapshot; one that had the lease
+// before and lost it while idle is fenced: the other writer is alive.
 func (d *DB) checkReplicaAfterLease(ctx context.Context) error {
 	remote, _, _, err := replicaState(ctx, d.client)
 	if err != nil {
@@ -213,10 +232,14 @@ func (d *DB) checkReplicaAfterLease(ctx context.Context) error {
 		d.replicaPos = remote
 	}
 	d.repMu.Unlock()
-	if moved {
+	switch {
+	case moved && d.leasedBefore:
+		return fmt.Errorf("%w: another writer advanced the replica to TXID %d while our lease had lapsed", errFenced, remote.TXID)
+	case moved:
 		d.logger.Warn("another writer advanced the replica while we waited for the lease; taking a new snapshot that continues its TXIDs", "replica_txid", remote.TXID)
 		d.needRebase.Store(true)
 	}
+	d.leasedBefore = true
 	return nil
 }
 
