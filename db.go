@@ -92,6 +92,7 @@ type DB struct {
 	snap          snapshotInfo // the newest snapshot in the replica
 	uploadedSince int64        // bytes uploaded since that snapshot
 	needRebase    atomic.Bool  // staging must restart from a new snapshot
+	snapMismatch  atomic.Int32 // snapshots in a row that did not match the tracked checksum
 	mountPath     atomic.Pointer[string]
 
 	leaseWait atomic.Pointer[leaseWaitError] // set while another writer holds the lease

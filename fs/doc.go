@@ -34,6 +34,15 @@
 //   - go-fuse's EnableLocks stays off: the kernel then keeps POSIX locks per
 //     FUSE inode across processes, which is what SQLite needs.
 //
+// The process serving a mount must never open a SQLite database through it
+// (tests run SQLite in child processes): WAL mode mmaps the -shm file, and a
+// page fault on a FUSE mapping waits for the daemon while holding the
+// process's mm lock, which the daemon's own threads (the Go runtime mapping
+// memory, a fault of their own) may need: the process deadlocks, at random.
+// Passthrough for the shm hides it on 6.9+ kernels; older kernels do not.
+// Likewise a process must not exit with files open on its own lazily detached
+// mount: closing them at exit sends FLUSH to a daemon that no longer serves.
+//
 // Callers: cmd/litefs mounts it through the root package, which implements DB
 // for each configured database on top of wal.Tracker.
 package fs

@@ -152,22 +152,12 @@ func pwriteFull(fd int, p []byte, off int64) (int, error) {
 // Fsync is the app's fsync or fdatasync; Flush (close) needs no hook and stays
 // the loopback's.
 func (f *walFile) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	called := false
-	err := f.db.SyncWAL(func() error {
-		if called {
-			return errCalledTwice
-		}
-		called = true
+	return f.cfg.hook("SyncWAL", f.db.SyncWAL, func() error {
 		if flags&fuseFsyncFdatasync != 0 {
 			return ignoreEINTR(func() error { return syscall.Fdatasync(f.fd) })
 		}
 		return ignoreEINTR(func() error { return syscall.Fsync(f.fd) })
 	})
-	if err == nil && !called {
-		f.cfg.logger.Error("DB.SyncWAL returned success without syncing")
-		return syscall.EIO
-	}
-	return toErrno(err)
 }
 
 func (f *walFile) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
@@ -184,16 +174,26 @@ func (f *walFile) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.Att
 }
 
 func (f *walFile) truncate(size int64) syscall.Errno {
+	truncateWAL := func(op func() error) error { return f.db.TruncateWAL(size, op) }
+	return f.cfg.hook("TruncateWAL", truncateWAL, func() error {
+		return ignoreEINTR(func() error { return syscall.Ftruncate(f.fd, size) })
+	})
+}
+
+// hook runs op through a DB method (call), holding the DB to its contract: op
+// runs at most once, and a DB that reports success without running it gets
+// EIO rather than the app believing in an operation that never happened.
+func (c *config) hook(method string, call func(op func() error) error, op func() error) syscall.Errno {
 	called := false
-	err := f.db.TruncateWAL(size, func() error {
+	err := call(func() error {
 		if called {
 			return errCalledTwice
 		}
 		called = true
-		return ignoreEINTR(func() error { return syscall.Ftruncate(f.fd, size) })
+		return op()
 	})
 	if err == nil && !called {
-		f.cfg.logger.Error("DB.TruncateWAL returned success without truncating", "size", size)
+		c.logger.Error("DB returned success without doing the operation", "method", method)
 		return syscall.EIO
 	}
 	return toErrno(err)

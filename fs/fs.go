@@ -3,7 +3,6 @@ package fs
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path"
@@ -43,9 +42,9 @@ type Options struct {
 	MountDir    string        // where the app looks
 	DBs         map[string]DB // key: db path relative to DataDir, slash-separated, e.g. "db" or "sub/app.db"
 	AllowOther  bool
-	Passthrough bool // try FUSE passthrough for db and -shm files (falls back silently if the kernel refuses); WAL is never passthrough
-	Debug       bool
-	Logger      *slog.Logger
+	Passthrough bool         // try FUSE passthrough for db and -shm files (falls back silently if the kernel refuses); WAL is never passthrough
+	Debug       bool         // go-fuse's trace of every request, logged at slog.LevelDebug
+	Logger      *slog.Logger // nil: slog.Default()
 }
 
 // Server is a mounted litefs FUSE file system.
@@ -56,6 +55,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	unmounted bool
+	lazy      bool // detached while busy: the connection outlives Unmount
 }
 
 // config is what every node needs to classify its files; shared, read-only.
@@ -70,7 +70,7 @@ type config struct {
 func Mount(opt Options) (*Server, error) {
 	logger := opt.Logger
 	if logger == nil {
-		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		logger = slog.Default()
 	}
 	if opt.DataDir == "" || opt.MountDir == "" {
 		return nil, errors.New("fs: DataDir and MountDir are required")
@@ -83,8 +83,9 @@ func Mount(opt Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fs: mount dir %q: %w", opt.MountDir, err)
 	}
-	if dataDir == mountDir {
-		return nil, fmt.Errorf("fs: data dir and mount dir are the same directory %s", dataDir)
+	// Nested dirs would route the loopback's own I/O back through the mount.
+	if dataDir == mountDir || isUnder(mountDir, dataDir) || isUnder(dataDir, mountDir) {
+		return nil, fmt.Errorf("fs: data dir %s and mount dir %s must not contain each other", dataDir, mountDir)
 	}
 	dbs, err := cleanDBs(opt.DBs)
 	if err != nil {
@@ -110,9 +111,9 @@ func Mount(opt Options) (*Server, error) {
 	cfg := &config{dbs: dbs, passthrough: opt.Passthrough, logger: logger}
 	root := &node{LoopbackNode: lnode, cfg: cfg}
 
-	// Non-nil durations, explicitly zero: the kernel must not cache sizes or
-	// names of files that the daemon (restore, checkpoints) may change behind
-	// the mount, and a nil Options would mean 1 s.
+	// Non-nil durations, explicitly zero (a nil Options would mean 1 s): the
+	// kernel must not cache sizes or names of files that can change behind
+	// the mount. No NegativeTimeout: a failed lookup stays a plain ENOENT.
 	var zero time.Duration
 	mo := fuse.MountOptions{
 		DirectMount: true,
@@ -129,11 +130,10 @@ func Mount(opt Options) (*Server, error) {
 		mo.DisabledCapabilities = fuse.CAP_PASSTHROUGH
 	}
 	fopts := &gofs.Options{
-		MountOptions:    mo,
-		EntryTimeout:    &zero,
-		AttrTimeout:     &zero,
-		NegativeTimeout: &zero,
-		Logger:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		MountOptions: mo,
+		EntryTimeout: &zero,
+		AttrTimeout:  &zero,
+		Logger:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	srv, err := gofs.Mount(mountDir, root, fopts)
 	if err != nil {
@@ -146,6 +146,12 @@ func Mount(opt Options) (*Server, error) {
 		"kernel_passthrough", ks.Flags64()&fuse.CAP_PASSTHROUGH != 0,
 		"fuse_minor", ks.Minor)
 	return &Server{srv: srv, mountDir: mountDir, logger: logger}, nil
+}
+
+// isUnder reports whether p is strictly inside dir (both absolute, clean).
+func isUnder(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // cleanDBs validates the configured database paths and keys them in the form
@@ -267,7 +273,7 @@ func (s *Server) Unmount() error {
 	if derr := syscall.Unmount(s.mountDir, syscall.MNT_DETACH); derr != nil {
 		return fmt.Errorf("fs: unmount %s: %w; lazy detach: %w", s.mountDir, err, derr)
 	}
-	s.unmounted = true
+	s.unmounted, s.lazy = true, true
 	s.logger.Warn("mount was busy: detached lazily; open files stay served until closed", "dir", s.mountDir)
 	return nil
 }

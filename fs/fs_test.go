@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -273,6 +275,24 @@ func TestHookErrorsReachApp(t *testing.T) {
 	if st, _ := os.Stat(filepath.Join(data, "db-wal")); st != nil && st.Size() != 0 {
 		t.Errorf("refused writes reached the WAL: size %d", st.Size())
 	}
+
+	// A DB that claims success without doing the operation: the app must not
+	// believe it happened.
+	for _, kind := range []string{"write", "sync", "truncate", "remove"} {
+		rec.setFail(kind, errLie)
+	}
+	if _, err := f.WriteAt([]byte("x"), 0); !errors.Is(err, syscall.EIO) {
+		t.Errorf("write not done: %v, want EIO", err)
+	}
+	if err := f.Sync(); !errors.Is(err, syscall.EIO) {
+		t.Errorf("fsync not done: %v, want EIO", err)
+	}
+	if err := os.Truncate(wal, 5); !errors.Is(err, syscall.EIO) {
+		t.Errorf("truncate not done: %v, want EIO", err)
+	}
+	if err := os.Remove(wal); !errors.Is(err, syscall.EIO) {
+		t.Errorf("unlink not done: %v, want EIO", err)
+	}
 }
 
 // TestDeadMountIsDetached: a daemon killed with -9 leaves a mount that answers
@@ -302,11 +322,7 @@ func TestDeadMountIsDetached(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Mount over a dead mount: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := s.Unmount(); err != nil {
-			t.Errorf("Unmount: %v", err)
-		}
-	})
+	unmountAtCleanup(t, s, mnt)
 	if b, err := os.ReadFile(filepath.Join(mnt, "before")); err != nil || string(b) != "1" {
 		t.Errorf("after remount: %q, %v", b, err)
 	}
@@ -326,16 +342,21 @@ func TestLiveMountRefused(t *testing.T) {
 
 func TestMountOptionErrors(t *testing.T) {
 	dir := t.TempDir()
+	if err := os.Mkdir(dir+"/d", 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for name, opt := range map[string]Options{
 		"no data dir":   {MountDir: dir},
 		"same dirs":     {DataDir: dir, MountDir: dir},
-		"absolute db":   {DataDir: dir, MountDir: dir + "/m", DBs: map[string]DB{"/db": newRecDB()}},
-		"escaping db":   {DataDir: dir, MountDir: dir + "/m", DBs: map[string]DB{"../db": newRecDB()}},
-		"staging db":    {DataDir: dir, MountDir: dir + "/m", DBs: map[string]DB{".litefs/db": newRecDB()}},
-		"nil db":        {DataDir: dir, MountDir: dir + "/m", DBs: map[string]DB{"db": nil}},
-		"duplicate db":  {DataDir: dir, MountDir: dir + "/m", DBs: map[string]DB{"db": newRecDB(), "./db": newRecDB()}},
+		"mount in data": {DataDir: dir, MountDir: dir + "/m"},
+		"data in mount": {DataDir: dir + "/d", MountDir: dir},
+		"absolute db":   {DataDir: dir + "/d", MountDir: dir + "/m", DBs: map[string]DB{"/db": newRecDB()}},
+		"escaping db":   {DataDir: dir + "/d", MountDir: dir + "/m", DBs: map[string]DB{"../db": newRecDB()}},
+		"staging db":    {DataDir: dir + "/d", MountDir: dir + "/m", DBs: map[string]DB{".litefs/db": newRecDB()}},
+		"nil db":        {DataDir: dir + "/d", MountDir: dir + "/m", DBs: map[string]DB{"db": nil}},
+		"duplicate db":  {DataDir: dir + "/d", MountDir: dir + "/m", DBs: map[string]DB{"db": newRecDB(), "./db": newRecDB()}},
 		"missing data":  {DataDir: dir + "/nope", MountDir: dir + "/m"},
-		"mount is file": {DataDir: dir, MountDir: "/dev/null"},
+		"mount is file": {DataDir: dir + "/d", MountDir: "/dev/null"},
 	} {
 		if _, err := Mount(opt); err == nil {
 			t.Errorf("%s: Mount succeeded", name)
@@ -379,4 +400,53 @@ func TestUnmountBusy(t *testing.T) {
 	if err := s.Unmount(); err != nil {
 		t.Errorf("second Unmount: %v", err)
 	}
+}
+
+// TestPassthroughUse reads go-fuse's request trace: without Passthrough no
+// backing fd is ever registered; with it, whether the kernel took it is a fact
+// of this machine, logged. WAL writes reach the DB either way (other tests).
+func TestPassthroughUse(t *testing.T) {
+	bothPassthroughModes(t, func(t *testing.T, passthrough bool) {
+		requireFUSE(t)
+		trace := &lockedBuffer{}
+		data, mnt := t.TempDir(), t.TempDir()
+		s, err := Mount(Options{DataDir: data, MountDir: mnt, DBs: map[string]DB{"db": newRecDB()},
+			Passthrough: passthrough, Debug: true,
+			Logger: slog.New(slog.NewTextHandler(trace, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		unmountAtCleanup(t, s, mnt)
+		for _, name := range []string{"db", "db-shm", "other"} {
+			if err := os.WriteFile(filepath.Join(mnt, name), make([]byte, 8192), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		registered := strings.Count(trace.String(), "BACKING_OPEN")
+		writes := strings.Count(trace.String(), ": WRITE ")
+		if !passthrough && registered != 0 {
+			t.Errorf("Passthrough off, yet %d backing fds registered", registered)
+		}
+		if !passthrough && writes < 3 {
+			t.Errorf("Passthrough off, yet the daemon saw %d writes for 3 files", writes)
+		}
+		t.Logf("passthrough=%v: %d backing fds registered, daemon saw %d WRITEs for 3 non-WAL files", passthrough, registered, writes)
+	})
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

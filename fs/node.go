@@ -192,12 +192,12 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 		return n.LoopbackNode.Link(ctx, target, name, out)
 	}
 	var ch *gofs.Inode
-	err := db.RemoveWAL(func() error {
+	errno := n.cfg.hook("RemoveWAL", db.RemoveWAL, func() error {
 		var errno syscall.Errno
 		ch, errno = n.LoopbackNode.Link(ctx, target, name, out)
 		return errnoErr(errno)
 	})
-	if errno := toErrno(err); errno != 0 {
+	if errno != 0 {
 		return nil, errno
 	}
 	return ch, 0
@@ -231,9 +231,9 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	if r != roleWAL {
 		return n.LoopbackNode.Unlink(ctx, name)
 	}
-	return toErrno(db.RemoveWAL(func() error {
+	return n.cfg.hook("RemoveWAL", db.RemoveWAL, func() error {
 		return errnoErr(n.LoopbackNode.Unlink(ctx, name))
-	}))
+	})
 }
 
 // Rename onto or away from a WAL makes the WAL under that name another file,
@@ -260,10 +260,10 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	// Nest so the rename happens inside every affected DB's RemoveWAL. DBs
 	// are told apart by path: DB values need not be comparable.
 	if srcRole == roleWAL {
-		op = removeWALAround(srcDB, op)
+		op = n.cfg.removeWALAround(srcDB, op)
 	}
 	if dstRole == roleWAL && dstRel != srcRel {
-		op = removeWALAround(dstDB, op)
+		op = n.cfg.removeWALAround(dstDB, op)
 	}
 	errno := toErrno(op())
 	if errno == 0 && dstRole == roleJournal {
@@ -272,8 +272,8 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	return errno
 }
 
-func removeWALAround(db DB, op func() error) func() error {
-	return func() error { return db.RemoveWAL(op) }
+func (c *config) removeWALAround(db DB, op func() error) func() error {
+	return func() error { return errnoErr(c.hook("RemoveWAL", db.RemoveWAL, op)) }
 }
 
 // Setattr handles truncate(2) by path, which comes without a file handle; a
@@ -290,10 +290,10 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 		return n.LoopbackNode.Setattr(ctx, f, in, out)
 	}
 	p := path.Join(n.RootData.Path, n.rel())
-	err := db.TruncateWAL(int64(size), func() error {
-		return syscall.Truncate(p, int64(size))
-	})
-	if errno := toErrno(err); errno != 0 {
+	truncateWAL := func(op func() error) error { return db.TruncateWAL(int64(size), op) }
+	if errno := n.cfg.hook("TruncateWAL", truncateWAL, func() error {
+		return ignoreEINTR(func() error { return syscall.Truncate(p, int64(size)) })
+	}); errno != 0 {
 		return errno
 	}
 	rest := *in
