@@ -3,7 +3,6 @@ package bench
 import (
 	"database/sql"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 )
@@ -14,7 +13,7 @@ import (
 // and shm files. Each iteration is one round of commitsPerRound commits on
 // every target, interleaved so noise hits all of them alike.
 func BenchmarkCommits(b *testing.B) {
-	const commitsPerRound = 2000
+	const commitsPerRound = 5000
 	for _, passthrough := range []bool{true, false} {
 		for _, sync := range []string{"NORMAL", "FULL"} {
 			b.Run(fmt.Sprintf("sync=%s/passthrough=%v", sync, passthrough), func(b *testing.B) {
@@ -47,7 +46,7 @@ func BenchmarkCommits(b *testing.B) {
 				b.ReportMetric(rate(2), "litefs/s")
 				b.ReportMetric(rate(2)/rate(0), "litefs÷native")
 				b.ReportMetric(rate(2)/rate(1), "litefs÷loopback")
-				fmt.Fprintf(os.Stderr, "commits sync=%s passthrough=%v: native %.0f/s (p50 %v p99 %v), loopback %.0f/s (p50 %v p99 %v), litefs %.0f/s (p50 %v p99 %v); litefs÷native %.3f, litefs÷loopback %.3f\n",
+				report("commits sync=%s passthrough=%v: native %.0f/s (p50 %v p99 %v), loopback %.0f/s (p50 %v p99 %v), litefs %.0f/s (p50 %v p99 %v); litefs÷native %.3f, litefs÷loopback %.3f",
 					sync, passthrough, rate(0), lats[0].pct(.5), lats[0].pct(.99), rate(1), lats[1].pct(.5), lats[1].pct(.99),
 					rate(2), lats[2].pct(.5), lats[2].pct(.99), rate(2)/rate(0), rate(2)/rate(1))
 				for i, db := range dbs {

@@ -189,7 +189,7 @@ sync-interval = "1s"
 	rss := maxRSS(cmd.Process.Pid)
 	b.ReportMetric(float64(worst.Microseconds())/1000, "worst-commit-ms")
 	b.ReportMetric(rss, "daemon-peak-RSS-MiB")
-	fmt.Fprintf(os.Stderr, "snapshot of a %d MiB database while committing every 10 ms: snapshot %v (%s), %d commits during it, worst commit %v; daemon start-up with its first snapshot %v (peak RSS %.1f MiB); daemon peak RSS after the mounted snapshot %.1f MiB\n",
+	report("snapshot of a %d MiB database while committing every 10 ms: snapshot %v (%s), %d commits during it, worst commit %v; daemon start-up with its first snapshot %v (peak RSS %.1f MiB); daemon peak RSS after the mounted snapshot %.1f MiB",
 		mb, snapTime.Round(time.Millisecond), strings.TrimSpace(string(body)), commits, worst.Round(time.Microsecond), startup.Round(time.Millisecond), rssStart, rss)
 }
 
@@ -272,7 +272,7 @@ func BenchmarkRestoreLarge(b *testing.B) {
 	b.ReportMetric(rawMBps, "raw-MB/s")
 	b.ReportMetric(restoreMBps/rawMBps, "restore÷raw")
 	b.ReportMetric(rss, "restore-peak-RSS-MiB")
-	fmt.Fprintf(os.Stderr, "restore of a %d MiB database (%d objects, %d MiB compressed) from versitygw: %.0f MB/s of database (%v); raw download of the same objects, 8 workers: %.0f MB/s (%v); restore÷raw %.2f; restore peak RSS %.1f MiB\n",
+	report("restore of a %d MiB database (%d objects, %d MiB compressed) from versitygw: %.0f MB/s of database (%v); raw download of the same objects, 8 workers: %.0f MB/s (%v); restore÷raw %.2f; restore peak RSS %.1f MiB",
 		dbSize>>20, len(plan), objBytes>>20, restoreMBps, (restoreTime / time.Duration(b.N)).Round(time.Millisecond),
 		rawMBps, (rawTime / time.Duration(b.N)).Round(time.Millisecond), restoreMBps/rawMBps, rss)
 }

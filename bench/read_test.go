@@ -4,7 +4,6 @@ import (
 	"database/sql"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"testing"
 	"time"
 )
@@ -50,7 +49,7 @@ func BenchmarkReads(b *testing.B) {
 			b.ReportMetric(rate(point[1]), "litefs-points/s")
 			b.ReportMetric(rate(point[1])/rate(point[0]), "points-litefs÷native")
 			b.ReportMetric(scan[0].Seconds()/scan[1].Seconds(), "scan-litefs÷native")
-			fmt.Fprintf(os.Stderr, "reads passthrough=%v: point SELECTs native %.0f/s, litefs %.0f/s (÷ %.3f); full scan native %v, litefs %v (÷ %.3f)\n",
+			report("reads passthrough=%v: point SELECTs native %.0f/s, litefs %.0f/s (÷ %.3f); full scan native %v, litefs %v (÷ %.3f)",
 				passthrough, rate(point[0]), rate(point[1]), rate(point[1])/rate(point[0]),
 				scan[0]/time.Duration(b.N), scan[1]/time.Duration(b.N), scan[0].Seconds()/scan[1].Seconds())
 			for i, db := range dbs {

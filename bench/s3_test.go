@@ -181,7 +181,7 @@ func BenchmarkS3(b *testing.B) {
 				byMethod = append(byMethod, fmt.Sprintf("%s=%d", m, c))
 			}
 			sort.Strings(byMethod)
-			fmt.Fprintf(os.Stderr, "s3 sync-interval=%s: %d commits at %v intervals: %.1f PUTs/1000 txns (%.1f LTX objects, %.1f requests of any kind [%s]); lag commit→visible p50 %v p99 %v max %v\n",
+			report("s3 sync-interval=%s: %d commits at %v intervals: %.1f PUTs/1000 txns (%.1f LTX objects, %.1f requests of any kind [%s]); lag commit→visible p50 %v p99 %v max %v",
 				si, b.N*commits, every, per(puts), per(ltxPuts), per(reqs), strings.Join(byMethod, " "),
 				lags.pct(.5).Round(time.Microsecond), lags.pct(.99).Round(time.Microsecond), lags.pct(1).Round(time.Microsecond))
 		})
@@ -219,7 +219,7 @@ func BenchmarkS3(b *testing.B) {
 		}
 		b.StopTimer()
 		b.ReportMetric(float64(total)/float64(b.N), "idle-requests")
-		fmt.Fprintf(os.Stderr, "s3 idle: %d requests while the database was idle for %v (sync-interval 1s) [%s]; goal 0\n",
+		report("s3 idle: %d requests while the database was idle for %v (sync-interval 1s) [%s]; goal 0",
 			total/b.N, idle, strings.Join(byMethod, " "))
 	})
 }
