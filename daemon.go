@@ -27,6 +27,9 @@ type Daemon struct {
 	http   *http.Server
 	ln     net.Listener
 
+	// Now is the clock the databases use (tests move it); nil = time.Now.
+	Now func() time.Time
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -83,7 +86,7 @@ func (dm *Daemon) Start(ctx context.Context) (err error) {
 		db, err := OpenDB(ctx, DBOptions{
 			Name: name, DataDir: cfg.Data.Dir, Client: client,
 			SyncInterval: time.Duration(*dc.Replica.SyncInterval),
-			AllowEmptyDB: dc.AllowEmptyDB, Logger: dm.logger, Owner: owner,
+			AllowEmptyDB: dc.AllowEmptyDB, Logger: dm.logger, Owner: owner, Now: dm.Now,
 			LeaseTTL:         time.Duration(dc.Replica.LeaseTTL),
 			SnapshotInterval: time.Duration(dc.Replica.SnapshotInterval),
 			Retention:        time.Duration(dc.Replica.Retention),
