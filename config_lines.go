@@ -11,7 +11,6 @@ import (
 // toml has already parsed: it tracks [table] and [[array]] headers (counting
 // array elements per parent), dotted and quoted keys, inline tables and
 // arrays of them, and skips strings (multi-line too) and comments.
-// (See config_check.go for how lines are used.)
 func keyLines(text string) map[string]int {
 	sc := &lineScanner{s: text, line: 1, lines: map[string]int{}, arrs: map[string]int{}}
 	sc.run()

@@ -1,11 +1,17 @@
 package replica
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"sync"
+	"time"
 
+	"github.com/pierrec/lz4/v4"
 	"github.com/superfly/ltx"
 )
 
@@ -15,8 +21,18 @@ import (
 var ErrChecksumChain = errors.New("checksum chain broken")
 
 // applier writes the pages of a plan's files, in order, into the temp file.
+//
+// It decodes LTX itself rather than with ltx.Decoder, with the same checks:
+// the decoder allocates per page, hashes every page twice (the file checksum
+// and, for snapshots, the post-apply checksum) and decodes on one goroutine.
+// Here the applier's goroutine parses (page headers and sizes, the checks on
+// page numbers) and gathers pages into segments of about 1 MiB; workers
+// decompress each segment and compute data() of its pages (see
+// pageHasher), the one pass over the bytes; the applier then folds the
+// segments in file order into the file checksum and the page checksums, a
+// few table lookups a page, and hands them to the writer.
 type applier struct {
-	f        *os.File
+	w        *writer
 	pageSize uint32
 	commit   uint32 // database size in pages after the last file
 	pos      ltx.Pos
@@ -24,90 +40,459 @@ type applier struct {
 	// when it carries none), so a file overlapping the chain can still be
 	// checked when it starts right after one of them.
 	posts map[ltx.TXID]ltx.Checksum
+	sums  pageSums // the checksum of every page written
+	size  int64    // the temp file's size as written
+
+	h       *pageHasher
+	fileReg uint64     // the file checksum's register (see pageHasher)
+	seg     *segment   // being gathered
+	pending []*segment // handed to the workers, in file order
+	work    chan *segment
+	workers sync.WaitGroup
+
+	// LZ4 frames (pages of older LTX files).
+	lr  io.LimitedReader
+	zr  *lz4.Reader
+	one [1]byte
 }
 
-func newApplier(f *os.File) *applier {
-	return &applier{f: f, posts: make(map[ltx.TXID]ltx.Checksum)}
+// segment is up to segmentSize bytes of one file's pages, in file order.
+type segment struct {
+	h      *pageHasher
+	pages  []segPage
+	buf    []byte   // the pages, decoded
+	d      []uint64 // data() of each page, set by the worker
+	chunks []*chunk // held until the segment is folded
+	err    error
+	done   chan struct{} // the worker is done with it
 }
 
-// apply decodes one file from r into the database. The decoder checks the
-// file checksum only at the end, so a damaged file may already have written
-// pages: the caller throws the temp file away on any error.
-func (a *applier) apply(info *ltx.FileInfo, r *fileReader) (pages int, err error) {
+type segPage struct {
+	pgno  uint32
+	flags uint16
+	size  uint32 // compressed
+	src   []byte // compressed (LZ4 frames are decoded by the parser)
+}
+
+// segmentSize is the most bytes of pages a segment gathers (or one page).
+const segmentSize = 1 << 20
+
+func newApplier(w *writer, workers int) *applier {
+	a := &applier{w: w, posts: make(map[ltx.TXID]ltx.Checksum), work: make(chan *segment, w.segments)}
+	for range workers {
+		a.workers.Go(func() {
+			for seg := range a.work {
+				seg.err = seg.decode()
+				seg.done <- struct{}{}
+			}
+		})
+	}
+	return a
+}
+
+// close stops the workers. Segments still queued are decoded first.
+func (a *applier) close() {
+	if a.work != nil {
+		close(a.work)
+		a.workers.Wait()
+		a.work = nil
+	}
+}
+
+// decode decompresses the segment's pages and computes their data().
+func (seg *segment) decode() (err error) {
 	defer func() {
-		// The ltx decoder trusts lengths inside the file; damaged input must
-		// fail the restore, not crash it.
 		if p := recover(); p != nil {
 			err = fmt.Errorf("malformed LTX file: %v", p)
 		}
 	}()
+	pageSize := int(seg.h.pageSize)
+	seg.d = seg.d[:0]
+	for i, p := range seg.pages {
+		data := seg.buf[i*pageSize : (i+1)*pageSize]
+		if p.flags&ltx.PageHeaderFlagSize != 0 {
+			if n, err := lz4.UncompressBlock(p.src, data); err != nil {
+				return fmt.Errorf("decode page %d: decompress block: %w", p.pgno, err)
+			} else if n != pageSize {
+				return fmt.Errorf("decode page %d: decompressed to %d bytes, not %d", p.pgno, n, pageSize)
+			}
+		}
+		seg.d = append(seg.d, seg.h.data(data))
+	}
+	return nil
+}
 
-	dec := ltx.NewDecoder(r)
-	if err := dec.DecodeHeader(); err != nil {
+// apply decodes one file from s into the database. The file checksum is
+// known only at the end, so a damaged file may already have written pages:
+// the caller throws the temp file away on any error.
+func (a *applier) apply(info *ltx.FileInfo, s *stream) (pages int, err error) {
+	defer func() {
+		// LTX lengths come from the file; damaged input must fail the
+		// restore, not crash it.
+		if p := recover(); p != nil {
+			err = fmt.Errorf("malformed LTX file: %v", p)
+		}
+	}()
+	defer func() {
+		if err != nil {
+			err = a.abort(err)
+		}
+	}()
+
+	b, err := s.take(ltx.HeaderSize)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
 		return 0, fmt.Errorf("decode header: %w", err)
 	}
-	hdr := dec.Header()
+	var hdr ltx.Header
+	if err := hdr.UnmarshalBinary(b); err != nil {
+		return 0, fmt.Errorf("decode header: unmarshal header: %w", err)
+	}
+	if err := hdr.Validate(); err != nil {
+		return 0, fmt.Errorf("decode header: %w", err)
+	}
+	// Everything but the file checksum itself, with pages uncompressed.
+	a.fileReg = crcUpdate(^uint64(0), b)
 	if err := a.checkHeader(info, hdr); err != nil {
 		return 0, err
 	}
+	a.h = hasherFor(hdr.PageSize)
 	if hdr.IsSnapshot() {
 		// A full-database file replaces everything, even a different page size.
-		if err := a.f.Truncate(0); err != nil {
+		if err := a.w.truncate(0); err != nil {
 			return 0, fmt.Errorf("truncate: %w", err)
 		}
+		a.size = 0
 		a.pageSize = hdr.PageSize
+		a.sums.reset(a.h)
 	}
+	a.sums.resize(hdr.Commit)
 
+	pageSize := int(hdr.PageSize)
+	maxBlock := uint32(lz4.CompressBlockBound(pageSize))
 	lock := hdr.LockPgno()
-	data := make([]byte, hdr.PageSize)
 	var prev uint32
 	for {
-		var ph ltx.PageHeader
-		if err := dec.DecodePage(&ph, data); err == io.EOF {
+		b, err := s.take(ltx.PageHeaderSize)
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return pages, fmt.Errorf("decode page after %d: %w", prev, err)
+		}
+		p := segPage{pgno: binary.BigEndian.Uint32(b), flags: binary.BigEndian.Uint16(b[4:])}
+		if p.pgno == 0 && p.flags == 0 {
 			break
-		} else if err != nil {
+		}
+		if err := (&ltx.PageHeader{Pgno: p.pgno, Flags: p.flags}).Validate(); err != nil {
 			return pages, fmt.Errorf("decode page after %d: %w", prev, err)
 		}
 		switch {
-		case ph.Pgno <= prev:
-			return pages, fmt.Errorf("page %d after page %d: out of order", ph.Pgno, prev)
-		case ph.Pgno > hdr.Commit:
-			return pages, fmt.Errorf("page %d past the commit size of %d pages", ph.Pgno, hdr.Commit)
-		case ph.Pgno == lock:
+		case p.pgno <= prev:
+			return pages, fmt.Errorf("page %d after page %d: out of order", p.pgno, prev)
+		case p.pgno > hdr.Commit:
+			return pages, fmt.Errorf("page %d past the commit size of %d pages", p.pgno, hdr.Commit)
+		case p.pgno == lock:
 			return pages, fmt.Errorf("file holds the lock page %d", lock)
-		case hdr.IsSnapshot() && ph.Pgno != nextPage(prev, lock):
+		case hdr.IsSnapshot() && p.pgno != nextPage(prev, lock):
 			return pages, fmt.Errorf("full-database file lacks page %d", nextPage(prev, lock))
 		}
-		if _, err := a.f.WriteAt(data, int64(ph.Pgno-1)*int64(hdr.PageSize)); err != nil {
-			return pages, fmt.Errorf("write page %d: %w", ph.Pgno, err)
+		if p.flags&ltx.PageHeaderFlagSize != 0 {
+			b, err := s.take(4)
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			if err != nil {
+				return pages, fmt.Errorf("decode page %d: read data size: %w", p.pgno, err)
+			}
+			if p.size = binary.BigEndian.Uint32(b); p.size > maxBlock {
+				return pages, fmt.Errorf("decode page %d: compressed size %d exceeds the bound %d for %d-byte pages", p.pgno, p.size, maxBlock, pageSize)
+			}
+			if p.src, err = s.take(int(p.size)); err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			if err != nil {
+				return pages, fmt.Errorf("decode page %d: read compressed data: %w", p.pgno, err)
+			}
+			if s.copied {
+				p.src = bytes.Clone(p.src) // straddles chunks
+			}
 		}
-		prev = ph.Pgno
+		seg, err := a.segment(s)
+		if err != nil {
+			return pages, err
+		}
+		data := seg.buf[len(seg.buf) : len(seg.buf)+pageSize]
+		if p.flags&ltx.PageHeaderFlagSize == 0 {
+			if err := a.readFrame(s, data); err != nil {
+				return pages, fmt.Errorf("decode page %d: %w", p.pgno, err)
+			}
+		} else if !s.copied && s.cur != nil && (len(seg.chunks) == 0 || seg.chunks[len(seg.chunks)-1] != s.cur) {
+			s.cur.refs++
+			seg.chunks = append(seg.chunks, s.cur)
+		}
+		seg.pages = append(seg.pages, p)
+		seg.buf = seg.buf[:len(seg.buf)+pageSize]
+		if len(seg.buf)+pageSize > cap(seg.buf) {
+			a.submit()
+		}
+		prev = p.pgno
 		pages++
 	}
 	if next := nextPage(prev, lock); hdr.IsSnapshot() && next <= hdr.Commit {
 		return pages, fmt.Errorf("full-database file of %d pages ends at page %d", hdr.Commit, prev)
 	}
-
-	// Decoder.Close slices off the last 8 bytes of what remains, assuming
-	// they are there; a truncated file must be an error instead.
-	if info.Size > 0 && info.Size-r.n < ltx.TrailerSize {
-		return pages, fmt.Errorf("file ends %d bytes after its pages: truncated", info.Size-r.n)
+	a.submit()
+	for len(a.pending) > 0 {
+		if err := a.fold(s); err != nil {
+			return pages, err
+		}
 	}
-	if err := dec.Close(); err != nil {
+	a.fileReg = crcUpdate(a.fileReg, make([]byte, ltx.PageHeaderSize)) // the end of the pages
+
+	trailer, fileReg, err := readTrailer(s, a.fileReg)
+	if err != nil {
 		return pages, fmt.Errorf("verify: %w", err)
 	}
-	trailer := dec.Trailer()
+	if chk := ltx.ChecksumFlag | ltx.Checksum(^fileReg); chk != trailer.FileChecksum {
+		return pages, fmt.Errorf("verify: %w", ltx.ErrChecksumMismatch)
+	}
+	if hdr.IsSnapshot() && !hdr.NoChecksum() && trailer.PostApplyChecksum != a.sums.checksum() {
+		return pages, fmt.Errorf("verify: post-apply checksum in trailer (%s) does not match calculated checksum (%s)",
+			trailer.PostApplyChecksum, a.sums.checksum())
+	}
 
-	// Truncating after every file, not only at the end, keeps a database
-	// that shrank and later grew from resurrecting stale pages: the pages it
-	// grows past without writing must read as zeros.
-	if err := a.f.Truncate(int64(hdr.Commit) * int64(hdr.PageSize)); err != nil {
-		return pages, fmt.Errorf("truncate to %d pages: %w", hdr.Commit, err)
+	// Truncating after every file whose size changed, not only at the end,
+	// keeps a database that shrank and later grew from resurrecting stale
+	// pages: the pages it grows past without writing must read as zeros.
+	if size := int64(hdr.Commit) * int64(hdr.PageSize); size != a.size {
+		if err := a.w.truncate(size); err != nil {
+			return pages, fmt.Errorf("truncate to %d pages: %w", hdr.Commit, err)
+		}
+		a.size = size
 	}
 	a.commit = hdr.Commit
 	a.pos = ltx.Pos{TXID: hdr.MaxTXID, PostApplyChecksum: trailer.PostApplyChecksum}
 	a.posts[hdr.MaxTXID] = trailer.PostApplyChecksum
 	return pages, nil
+}
+
+// abort reports, instead of the parser's err, an error a worker found
+// earlier in the file (fold leaves nothing pending when it fails). The
+// segments are not reused: the restore is over.
+func (a *applier) abort(err error) error {
+	for _, seg := range a.pending {
+		<-seg.done
+		if seg.err != nil {
+			err = seg.err
+			break
+		}
+	}
+	a.pending, a.seg = nil, nil
+	return err
+}
+
+// segment returns the segment being gathered, or a new one: first folding
+// the segments the workers are done with, so the writer gets them early, and
+// as many more as it takes to free one.
+func (a *applier) segment(s *stream) (*segment, error) {
+	if a.seg != nil {
+		return a.seg, nil
+	}
+	for len(a.pending) > 0 && len(a.pending[0].done) > 0 {
+		if err := a.fold(s); err != nil {
+			return nil, err
+		}
+	}
+	var seg *segment
+	for seg == nil {
+		select {
+		case seg = <-a.w.free:
+		default:
+			if len(a.pending) > 0 {
+				if err := a.fold(s); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			t0 := time.Now()
+			seg = <-a.w.free // the writer has them all: it gives them back
+			tFreeWait += since(t0)
+		}
+	}
+	if err := a.w.failed(); err != nil {
+		a.w.free <- seg
+		return nil, err
+	}
+	if n := max(segmentSize, int(a.h.pageSize)); cap(seg.buf) < n {
+		seg.buf = make([]byte, 0, n)
+	}
+	seg.h, seg.pages, seg.buf, seg.err = a.h, seg.pages[:0], seg.buf[:0], nil
+	a.seg = seg
+	return seg, nil
+}
+
+// submit hands the segment being gathered to the workers.
+func (a *applier) submit() {
+	if a.seg == nil {
+		return
+	}
+	if len(a.seg.pages) == 0 {
+		a.w.free <- a.seg
+	} else {
+		a.pending = append(a.pending, a.seg)
+		a.work <- a.seg
+	}
+	a.seg = nil
+}
+
+// fold waits for the oldest pending segment, feeds its pages to the file
+// checksum and the page checksums in file order, and queues its write.
+func (a *applier) fold(s *stream) error {
+	seg := a.pending[0]
+	t0 := time.Now()
+	<-seg.done
+	tFoldWait += since(t0)
+	a.pending[0] = nil
+	a.pending = a.pending[1:]
+	if seg.err != nil {
+		a.pending = nil // later in the file: no news
+		return seg.err
+	}
+	h := seg.h
+	var b [ltx.PageHeaderSize + 4]byte
+	for i, p := range seg.pages {
+		binary.BigEndian.PutUint32(b[0:], p.pgno)
+		binary.BigEndian.PutUint16(b[4:], p.flags)
+		hb := b[:ltx.PageHeaderSize]
+		if p.flags&ltx.PageHeaderFlagSize != 0 {
+			binary.BigEndian.PutUint32(b[6:], p.size)
+			hb = b[:]
+		}
+		a.fileReg = h.feed(crcUpdate(a.fileReg, hb), seg.d[i])
+		a.sums.set(p.pgno, h.pageChecksum(p.pgno, seg.d[i]))
+		seg.pages[i].src = nil
+	}
+	for i, ch := range seg.chunks {
+		s.unref(ch)
+		seg.chunks[i] = nil
+	}
+	seg.chunks = seg.chunks[:0]
+	last := seg.pages[len(seg.pages)-1].pgno
+	a.size = max(a.size, int64(last)*int64(h.pageSize))
+	if err := a.w.write(seg); err != nil {
+		a.pending = nil
+		return fmt.Errorf("write pages %d-%d: %w", seg.pages[0].pgno, last, err)
+	}
+	return nil
+}
+
+// readFrame decodes a page stored as an LZ4 frame (LTX before block
+// compression) exactly as ltx.Decoder does: the frame reader must not read
+// into the next page header, and the frame must end right after the page.
+func (a *applier) readFrame(s *stream, data []byte) error {
+	if a.zr == nil {
+		a.zr = lz4.NewReader(nil)
+	}
+	a.lr.R, a.lr.N = s, math.MaxInt64
+	a.zr.Reset(&a.lr)
+	if _, err := io.ReadFull(a.zr, data); err != nil {
+		return err
+	}
+	a.lr.N = 8 // end mark and content checksum
+	if _, err := io.ReadFull(a.zr, a.one[:]); err != io.EOF {
+		return errors.New("read lz4 trailer: expected lz4 end frame")
+	}
+	return nil
+}
+
+// readTrailer reads what follows the pages (the page index, its size and
+// the trailer), feeding all of it but the file checksum to the register.
+// The index is checked for well-formedness as ltx.Decoder does.
+func readTrailer(s *stream, reg uint64) (ltx.Trailer, uint64, error) {
+	var p tailParser
+	for !p.done() {
+		b, err := s.next()
+		if err == io.EOF {
+			return ltx.Trailer{}, 0, fmt.Errorf("file ends %d bytes after its pages: truncated: %w", p.n, io.ErrUnexpectedEOF)
+		} else if err != nil {
+			return ltx.Trailer{}, 0, err
+		}
+		var hashed []byte
+		if hashed, err = p.write(b); err != nil {
+			return ltx.Trailer{}, 0, err
+		}
+		reg = crcUpdate(reg, hashed)
+	}
+	if b, err := s.next(); err != io.EOF {
+		if err != nil {
+			return ltx.Trailer{}, 0, err
+		}
+		return ltx.Trailer{}, 0, fmt.Errorf("%d unexpected bytes after the trailer", len(b))
+	}
+	var t ltx.Trailer
+	if err := t.UnmarshalBinary(p.fixed[8:]); err != nil {
+		return ltx.Trailer{}, 0, err
+	}
+	return t, reg, nil
+}
+
+// tailParser takes the bytes after the page block in pieces: uvarint
+// triples (pgno, offset, size) ending at a zero pgno, then 24 fixed bytes:
+// the index size, the post-apply checksum and the file checksum.
+type tailParser struct {
+	n      int64  // bytes taken
+	field  int    // of the triple being read
+	nbyte  int    // bytes of the uvarint being read
+	v      uint64 // its value so far
+	idxEnd bool   // read the index's end marker
+	fixed  [8 + ltx.TrailerSize]byte
+	nfixed int
+}
+
+var errVarint = errors.New("read page index: varint overflows a 64-bit integer")
+
+func (p *tailParser) done() bool { return p.nfixed == len(p.fixed) }
+
+// write takes b, which must not run past the trailer, and returns the part
+// of it the file checksum covers.
+func (p *tailParser) write(b []byte) ([]byte, error) {
+	i := 0
+	for ; i < len(b) && !p.idxEnd; i++ { // as binary.ReadUvarint
+		c := b[i]
+		p.nbyte++
+		if c >= 0x80 {
+			if p.nbyte == binary.MaxVarintLen64 {
+				return nil, errVarint
+			}
+			p.v |= uint64(c&0x7f) << (7 * (p.nbyte - 1))
+			continue
+		}
+		if p.nbyte == binary.MaxVarintLen64 && c > 1 {
+			return nil, errVarint
+		}
+		v := p.v | uint64(c)<<(7*(p.nbyte-1))
+		p.nbyte, p.v = 0, 0
+		if p.field == 0 && v == 0 {
+			p.idxEnd = true
+		}
+		p.field = (p.field + 1) % 3
+	}
+	hashed := i
+	for ; i < len(b) && p.nfixed < len(p.fixed); i++ {
+		p.fixed[p.nfixed] = b[i]
+		p.nfixed++
+		if p.nfixed <= len(p.fixed)-ltx.ChecksumSize {
+			hashed = i + 1
+		}
+	}
+	p.n += int64(i)
+	if i < len(b) {
+		return nil, fmt.Errorf("%d unexpected bytes after the trailer", len(b)-i)
+	}
+	return b[:hashed], nil
 }
 
 // checkHeader verifies that the file is the one named and continues the chain.
@@ -141,4 +526,141 @@ func nextPage(prev, lock uint32) uint32 {
 		return prev + 2
 	}
 	return prev + 1
+}
+
+// syncEvery is how many bytes the writer writes between asking for an
+// fsync in the background: the disk writes while the restore downloads,
+// instead of all at once in the final fsync. A variable for tests.
+var syncEvery int64 = 32 << 20
+
+// writer performs the temp file's writes and truncations in order on its own
+// goroutine, so the kernel's copy overlaps decoding, and recycles segments.
+type writer struct {
+	f        *os.File
+	segments int // in circulation
+	ops      chan writeOp
+	free     chan *segment
+	done     chan struct{}
+	kick     chan struct{} // to the syncer
+	synced   chan struct{} // the syncer has stopped
+	unsynced int64
+
+	mu  sync.Mutex
+	err error // the first failure; every later op is skipped
+}
+
+type writeOp struct {
+	seg  *segment // nil: truncate
+	size int64
+}
+
+func newWriter(f *os.File, segments int) *writer {
+	w := &writer{
+		f: f, segments: segments,
+		ops:    make(chan writeOp, segments+1),
+		free:   make(chan *segment, segments),
+		done:   make(chan struct{}),
+		kick:   make(chan struct{}, 1),
+		synced: make(chan struct{}),
+	}
+	for range segments {
+		w.free <- &segment{done: make(chan struct{}, 1)} // buffers allocated on first use
+	}
+	go w.run()
+	go w.syncer()
+	return w
+}
+
+func (w *writer) run() {
+	defer close(w.done)
+	for op := range w.ops {
+		err := w.failed()
+		if err == nil {
+			if op.seg != nil {
+				err = w.writeSegment(op.seg)
+			} else {
+				err = w.f.Truncate(op.size)
+			}
+			w.fail(err)
+		}
+		if op.seg != nil {
+			w.free <- op.seg
+		}
+	}
+}
+
+// writeSegment writes each run of consecutive pages with one call.
+func (w *writer) writeSegment(seg *segment) error {
+	pageSize := int64(seg.h.pageSize)
+	pages := seg.pages
+	for i := 0; i < len(pages); {
+		j := i + 1
+		for j < len(pages) && pages[j].pgno == pages[j-1].pgno+1 {
+			j++
+		}
+		if _, err := w.f.WriteAt(seg.buf[int64(i)*pageSize:int64(j)*pageSize], int64(pages[i].pgno-1)*pageSize); err != nil {
+			return err
+		}
+		i = j
+	}
+	if w.unsynced += int64(len(seg.buf)); w.unsynced >= syncEvery {
+		w.unsynced = 0
+		select {
+		case w.kick <- struct{}{}:
+		default: // one is under way
+		}
+	}
+	return nil
+}
+
+// syncer fsyncs when kicked. The error is kept: a later fsync may not
+// report it again.
+func (w *writer) syncer() {
+	defer close(w.synced)
+	for range w.kick {
+		if w.failed() == nil {
+			w.fail(w.f.Sync())
+		}
+	}
+}
+
+func (w *writer) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+func (w *writer) fail(err error) {
+	if err != nil {
+		w.mu.Lock()
+		if w.err == nil {
+			w.err = err
+		}
+		w.mu.Unlock()
+	}
+}
+
+// write queues the segment's pages; the segment comes back to free.
+func (w *writer) write(seg *segment) error {
+	w.ops <- writeOp{seg: seg}
+	return w.failed()
+}
+
+// truncate queues setting the file size after the writes before it.
+func (w *writer) truncate(size int64) error {
+	w.ops <- writeOp{size: size}
+	return w.failed()
+}
+
+// close waits for the queued writes and background fsyncs and returns the
+// first error.
+func (w *writer) close() error {
+	if w.ops != nil {
+		close(w.ops)
+		<-w.done
+		close(w.kick)
+		<-w.synced
+		w.ops = nil
+	}
+	return w.failed()
 }

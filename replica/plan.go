@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -122,30 +123,46 @@ func Plan(ctx context.Context, c ReplicaClient, txid ltx.TXID, ts time.Time) ([]
 	return plan, nil
 }
 
+// listAll lists every level at once: each listing is at least a round
+// trip, and a restore of a small database is mostly listing.
 func listAll(ctx context.Context, c ReplicaClient) ([][]*ltx.FileInfo, error) {
 	levels := make([][]*ltx.FileInfo, SnapshotLevel+1)
+	errs := make([]error, len(levels))
+	var wg sync.WaitGroup
 	for level := range levels {
-		infos, err := c.LTXFiles(ctx, level, 0)
+		wg.Go(func() { levels[level], errs[level] = listLevel(ctx, c, level) })
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
-			return nil, fmt.Errorf("plan restore: list level %d: %w", level, err)
-		}
-		var prev ltx.TXID
-		for _, info := range infos {
-			// Level 9 holds only snapshots; anything else there is not ours.
-			if info.MinTXID == 0 || info.MinTXID > info.MaxTXID || (level == SnapshotLevel && info.MinTXID != 1) {
-				continue
-			}
-			if info.MinTXID < prev {
-				return nil, fmt.Errorf("plan restore: list level %d: %s-%s listed after MinTXID %s: backend broke ascending order",
-					level, info.MinTXID, info.MaxTXID, prev)
-			}
-			prev = info.MinTXID
-			cp := *info
-			cp.Level = level
-			levels[level] = append(levels[level], &cp)
+			return nil, err
 		}
 	}
 	return levels, nil
+}
+
+func listLevel(ctx context.Context, c ReplicaClient, level int) ([]*ltx.FileInfo, error) {
+	infos, err := c.LTXFiles(ctx, level, 0)
+	if err != nil {
+		return nil, fmt.Errorf("plan restore: list level %d: %w", level, err)
+	}
+	var out []*ltx.FileInfo
+	var prev ltx.TXID
+	for _, info := range infos {
+		// Level 9 holds only snapshots; anything else there is not ours.
+		if info.MinTXID == 0 || info.MinTXID > info.MaxTXID || (level == SnapshotLevel && info.MinTXID != 1) {
+			continue
+		}
+		if info.MinTXID < prev {
+			return nil, fmt.Errorf("plan restore: list level %d: %s-%s listed after MinTXID %s: backend broke ascending order",
+				level, info.MinTXID, info.MaxTXID, prev)
+		}
+		prev = info.MinTXID
+		cp := *info
+		cp.Level = level
+		out = append(out, &cp)
+	}
+	return out, nil
 }
 
 // checkBoundary fails unless some file ends at txid, naming the nearest
