@@ -7,7 +7,7 @@ LITESTREAM_VERSION := v0.5.18
 TEST_FLAGS ?= -race -timeout 20m
 FUZZTIME ?= 10s
 
-.PHONY: all build deps test vet fuzz run bench clean
+.PHONY: all build deps test vet fuzz run bench soak clean
 
 all: build
 
@@ -37,6 +37,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzTracker$$' -fuzztime $(FUZZTIME) ./wal/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseHeader$$' -fuzztime $(FUZZTIME) ./wal/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzRestoreLTX$$' -fuzztime $(FUZZTIME) ./replica/
 
 test: deps vet
 	PATH=$(GOBIN):$$PATH $(GO) test $(TEST_FLAGS) ./...
@@ -64,6 +66,12 @@ run: build
 # LITEFS_BENCH_IDLE the idle period (default 60s).
 bench: build deps
 	PATH=$(GOBIN):$$PATH $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/
+
+# soak runs the long reliability tests: 100 kill -9 rounds, a 60 s S3
+# outage, a 10-minute mixed load (LITEFS_SOAK_DURATION changes it).
+soak: deps
+	LITEFS_SOAK=1 LITEFS_CRASH_ROUNDS=100 LITEFS_FAULT_OUTAGE=60s PATH=$(GOBIN):$$PATH \
+		$(GO) test -count=1 -v -timeout 60m -run '^(TestSoak|TestCrashKill9|TestS3Faults)$$' .
 
 clean:
 	rm -rf bin

@@ -58,7 +58,8 @@ type DB struct {
 	applyDone chan struct{}
 
 	mu       sync.Mutex
-	stageErr error // the last staging failure, until a commit stages again
+	stageErr error      // the last staging failure, until a commit stages again
+	atRest   *fileStamp // the database file when the WAL was last emptied
 	tracker  *wal.Tracker
 	sums     *pageSums
 	pos      Pos // the last staged transaction

@@ -131,7 +131,7 @@ func (d *DB) open(ctx context.Context, stagePos Pos) error {
 		return nil
 	}
 
-	if pos.HasWAL() {
+	if pos.TXID > 0 {
 		if err := d.recoverWAL(pageSize); err != nil {
 			return err
 		}
@@ -139,6 +139,7 @@ func (d *DB) open(ctx context.Context, stagePos Pos) error {
 	if err := checkpoint(d.path); err != nil {
 		return err
 	}
+	clear(d.walIndex) // the checkpoint emptied the WAL recovery indexed
 	if pageSize, _, err = readDBHeader(d.path); err != nil {
 		return err
 	}
@@ -172,11 +173,15 @@ func (d *DB) open(ctx context.Context, stagePos Pos) error {
 	return d.writePos(d.pos, true)
 }
 
-// recoverWAL stages the WAL's commits past the position. The database file
-// plus the WAL's transactions up to the position must reproduce the
-// position's checksum; otherwise the WAL is not the one the position
-// describes and nothing is staged (the checksum compare after the checkpoint
-// then decides).
+// recoverWAL stages the WAL's commits past the position. Where the WAL
+// continues the position's generation (same salts), the position's own
+// transaction is found by offset, and the database file plus the WAL's
+// transactions up to it must reproduce the position's checksum. Where the
+// WAL is a newer generation (a restart, or a new WAL after the last close),
+// the barrier before it made the database file hold exactly the position's
+// state: its checksum must equal the position's, and every commit in the WAL
+// comes after. Anything else stages nothing, and the checksum compare after
+// the checkpoint decides.
 func (d *DB) recoverWAL(pageSize uint32) error {
 	f, err := os.Open(d.path + "-wal")
 	if errors.Is(err, os.ErrNotExist) {
@@ -189,13 +194,20 @@ func (d *DB) recoverWAL(pageSize uint32) error {
 	if err != nil {
 		return err
 	}
+	hdr, _, err := wal.Scan(f, fi.Size(), nil)
+	if err != nil || hdr.Magic == 0 {
+		return nil // no valid WAL: nothing to recover
+	}
 	sums, err := sumFile(d.path, pageSize)
 	if err != nil {
 		return err
 	}
 	d.sums = sums
 	pos := d.pos
-	found, recovered := false, 0
+	sameGen := pos.HasWAL() && hdr.Salt1 == pos.WALSalt1 && hdr.Salt2 == pos.WALSalt2
+	// A position without its WAL salts cannot tell which generation it saw.
+	found := pos.HasWAL() && !sameGen && d.sums.Checksum() == pos.Checksum
+	recovered := 0
 	_, _, err = wal.Scan(f, fi.Size(), func(txn *wal.Txn) error {
 		if found {
 			if err := d.stageTxn(txn); err != nil {
@@ -204,11 +216,11 @@ func (d *DB) recoverWAL(pageSize uint32) error {
 			recovered++
 			return nil
 		}
-		if txn.PageSize != d.sums.pageSize {
+		if !sameGen || txn.PageSize != d.sums.pageSize {
 			return errStopScan
 		}
 		d.sums.apply(txn.Pages, txn.Commit, &d.undo)
-		if txn.Salt1 == pos.WALSalt1 && txn.Salt2 == pos.WALSalt2 && txn.Offset == pos.WALOffset {
+		if txn.Offset == pos.WALOffset {
 			if d.sums.Checksum() != pos.Checksum {
 				return errStopScan
 			}

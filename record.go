@@ -113,8 +113,26 @@ func decodeRecord(b []byte) (record, error) {
 	if !ltx.IsValidPageSize(r.hdr.PageSize) {
 		return record{}, fmt.Errorf("staged record: bad page size %d", r.hdr.PageSize)
 	}
+	if r.pages < 0 || r.pages > (len(b)-recordHeaderLen)/(4+int(r.hdr.PageSize)) {
+		return record{}, fmt.Errorf("staged record: %d pages do not fit in %d bytes", r.pages, len(b))
+	}
 	if want := recordHeaderLen + r.pages*(4+int(r.hdr.PageSize)) + recordTrailerLen; want != len(b) {
 		return record{}, fmt.Errorf("staged record: %d bytes, want %d", len(b), want)
+	}
+	if r.hdr.MinTXID == 0 || r.hdr.Commit == 0 {
+		return record{}, errors.New("staged record: zero TXID or commit size")
+	}
+	// Only what appendRecord writes: ascending page numbers within the
+	// commit, never the lock page.
+	lock := ltx.LockPgno(r.hdr.PageSize)
+	var prev uint32
+	for i := 0; i < r.pages; i++ {
+		po, _ := r.pageAt(i)
+		pgno := be.Uint32(b[po:])
+		if pgno <= prev || pgno > r.hdr.Commit || pgno == lock {
+			return record{}, fmt.Errorf("staged record: page %d after %d (commit %d, lock page %d)", pgno, prev, r.hdr.Commit, lock)
+		}
+		prev = pgno
 	}
 	return r, nil
 }

@@ -190,6 +190,13 @@ func (s *staging) bytes() int64 {
 // freeze turns the log's segments into one frozen object. It is called by one
 // goroutine at a time (the uploader, or shutdown after it stopped).
 func (s *staging) freeze() error {
+	// A sealed log left by a freeze that failed (a full disk) is older than
+	// the log: finish it first, or sealing again would replace it.
+	if _, err := os.Stat(s.sealedPath()); err == nil {
+		if err := s.freezeSealed(); err != nil {
+			return err
+		}
+	}
 	s.mu.Lock()
 	if s.logRecords == 0 {
 		s.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/litefs-dev/litefs/wal"
 )
@@ -62,6 +63,7 @@ func (d *DB) WriteWAL(off int64, p []byte, write func() (int, error)) (int, erro
 		if err := d.barrier(); err != nil {
 			return 0, err
 		}
+		d.checkAtRest()
 	}
 	n, err := write()
 	if err != nil || n == 0 {
@@ -89,6 +91,7 @@ func (d *DB) TruncateWAL(size int64, truncate func() error) error {
 	d.tracker.Truncate(size)
 	if size < wal.HeaderSize {
 		clear(d.walIndex)
+		d.noteAtRest()
 	}
 	return nil
 }
@@ -117,6 +120,7 @@ func (d *DB) RemoveWAL(remove func() error) error {
 	if d.state == StateReplicating {
 		d.checkWALMode("WAL removed")
 	}
+	d.noteAtRest()
 	return nil
 }
 
@@ -265,4 +269,50 @@ func (d *DB) checkWALMode(when string) {
 	if b[0] == 1 || b[1] == 1 {
 		d.stop(fmt.Errorf("database %s left WAL mode (header says rollback journal at %s): set PRAGMA journal_mode=WAL and restart litefs", d.name, when))
 	}
+}
+
+// fileStamp is what a database file looked like when the WAL was emptied.
+type fileStamp struct {
+	size  int64
+	mtime time.Time
+}
+
+// noteAtRest records the database file once the WAL is gone or empty: it
+// then holds exactly the tracked state, and nothing through the mount
+// writes it until a new WAL begins. Called with d.mu held.
+func (d *DB) noteAtRest() {
+	if fi, err := os.Stat(d.path); err == nil && d.state == StateReplicating {
+		d.atRest = &fileStamp{fi.Size(), fi.ModTime()}
+	}
+}
+
+// checkAtRest runs before a new WAL's header reaches the file: if the
+// database file changed since the WAL was emptied, someone wrote it behind
+// the mount, and replicating the new WAL on top would blend two histories.
+// A stat is all it costs unless the file changed.
+func (d *DB) checkAtRest() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	rest := d.atRest
+	d.atRest = nil
+	if rest == nil || d.state != StateReplicating {
+		return
+	}
+	fi, err := os.Stat(d.path)
+	if err != nil || (fi.Size() == rest.size && fi.ModTime().Equal(rest.mtime)) {
+		return
+	}
+	sums, err := sumFile(d.path, d.sums.pageSize)
+	if err == nil && sums.Checksum() == d.sums.Checksum() {
+		return
+	}
+	d.stop(fmt.Errorf("database %s in the data dir changed while its WAL was empty (checksum %v, expected %s at TXID %d): it was written behind litefs's back; restart litefs to take a new snapshot of it",
+		d.name, checksumOf(sums), d.sums.Checksum(), d.pos.TXID))
+}
+
+func checksumOf(s *pageSums) any {
+	if s == nil {
+		return "unreadable"
+	}
+	return s.Checksum()
 }

@@ -36,6 +36,15 @@ func (c *config) wrapFile(ctx context.Context, r role, db DB, fh gofs.FileHandle
 		c.logger.Error("go-fuse loopback returned an unexpected file handle type", "type", fmt.Sprintf("%T", fh))
 		return nil, 0, syscall.EIO
 	}
+	// The -shm needs no FLUSH on close (SQLite only maps it and locks it,
+	// and POSIX locks are dropped by the kernel either way). Skipping it
+	// matters for the daemon itself: it locks a -shm through its own mount
+	// to pin the WAL, and a killed daemon closing that file would otherwise
+	// wait forever for its own answer.
+	var noflush uint32
+	if r == roleSHM {
+		noflush = fuse.FOPEN_NOFLUSH
+	}
 	switch {
 	case r == roleWAL:
 		// PassthroughFd only reports the descriptor; it registers nothing.
@@ -48,9 +57,9 @@ func (c *config) wrapFile(ctx context.Context, r role, db DB, fh gofs.FileHandle
 		// and no cached WAL pages that the DB has not seen written.
 		return &walFile{walReadOps: lf, lf: lf, fd: fd, db: db, cfg: c}, fuse.FOPEN_DIRECT_IO, 0
 	case c.passthrough:
-		return lf, 0, 0
+		return lf, noflush, 0
 	default:
-		return &plainFile{loopbackOps: lf}, 0, 0
+		return &plainFile{loopbackOps: lf}, noflush, 0
 	}
 }
 

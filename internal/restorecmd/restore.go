@@ -46,7 +46,8 @@ func Run(ctx context.Context, name string, args []string, stderr io.Writer) int 
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		// replica.Restore's errors already say "restore:".
+		fmt.Fprintf(stderr, "%s: %s\n", name, strings.TrimPrefix(err.Error(), "restore: "))
 		return 1
 	}
 	return 0
