@@ -77,10 +77,7 @@ func (d *DB) WriteWAL(off int64, p []byte, write func() (int, error)) (int, erro
 func (d *DB) TruncateWAL(size int64, truncate func() error) error {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
-	if d.closing {
-		return errShuttingDown
-	}
-	if err := d.barrier(); err != nil {
+	if err := d.beforeWALShrinks(); err != nil {
 		return err
 	}
 	if err := truncate(); err != nil {
@@ -104,10 +101,7 @@ func (d *DB) SyncWAL(sync func() error) error { return sync() }
 func (d *DB) RemoveWAL(remove func() error) error {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
-	if d.closing {
-		return errShuttingDown
-	}
-	if err := d.barrier(); err != nil {
+	if err := d.beforeWALShrinks(); err != nil {
 		return err
 	}
 	if err := remove(); err != nil {
@@ -133,6 +127,15 @@ func (d *DB) JournalCreated() {
 	if d.state == StateReplicating {
 		d.stop(fmt.Errorf("database %s left WAL mode (a -journal file was created): litefs replicates only WAL-mode databases; set PRAGMA journal_mode=WAL and restart litefs", d.name))
 	}
+}
+
+// beforeWALShrinks runs, with wmu held, before a truncate or an unlink:
+// refused once shutdown began, else a barrier.
+func (d *DB) beforeWALShrinks() error {
+	if d.closing {
+		return errShuttingDown
+	}
+	return d.barrier()
 }
 
 // barrier applies every queued write, offers again a commit that could not

@@ -6,59 +6,88 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/superfly/ltx"
 )
 
-// chunkSize is the largest ranged read. Memory held by a restore is at most
-// Parallelism chunks, whatever the size of the files. A variable for tests.
+// chunkSize is the largest ranged read. A variable for tests.
 var chunkSize int64 = 4 << 20
+
+// blockSize is the unit downloads land in and memory is counted in.
+const blockSize = 256 << 10
+
+// bufferBytes bounds the bytes downloaded ahead of the applier, whatever
+// the parallelism: each download holds at most bufferBytes/Parallelism
+// (and at least blockMin blocks) that the applier has not yet let go of,
+// and stops reading while it holds that much. A stopped download's bytes
+// wait in the kernel's socket buffers, not in the restore's heap.
+const bufferBytes = 12 << 20
+
+// blockMin is the fewest blocks a download may hold: the applier holds up
+// to a segment's worth (segmentSize, spread over 3 blocks) plus the one it
+// reads while it waits for more.
+const blockMin = 6
 
 // fetchAttempts bounds retries of one ranged read on transient errors.
 const fetchAttempts = 3
 
+// block is up to blockSize bytes of a chunk.
+type block struct {
+	data []byte // blockSize long (or the whole object, for unknown sizes)
+	ch   *chunk
+	// refs counts what holds the block: the stream until it reads past
+	// it, and every segment with pages in it. The applier's goroutine only
+	// (the download sets it to 1 before handing the block over).
+	refs int
+}
+
 // chunk is one ranged read of one file of the plan. Its bytes are handed
-// over as they arrive, so the applier starts on a chunk while the rest of
-// it (and the chunks after it) download.
+// over block by block as they arrive, so the applier starts on a chunk
+// while the rest of it (and the chunks after it) download.
 type chunk struct {
-	file  int   // index in the plan
-	off   int64 // offset in the file
-	size  int64 // bytes expected; 0 when the listing gave no size
-	last  bool  // the file's final chunk
-	refs  int   // the stream and segments holding it (the applier's goroutine only)
-	buf   []byte
-	avail atomic.Int64  // bytes of buf downloaded (at most size)
+	file int   // index in the plan
+	off  int64 // offset in the file
+	size int64 // bytes expected; 0 when the listing gave no size
+	last bool  // the file's final chunk
+	f    *fetcher
+
+	mu     sync.Mutex
+	blocks []*block // downloaded into so far; all full but the last
+	avail  int64    // bytes downloaded (at most size)
+	held   int      // blocks not yet let go of by the applier
+
 	more  chan struct{} // poked when avail grows
+	space chan struct{} // poked when a block is let go of
 	err   error         // set before done is closed
 	done  chan struct{} // closed when the download ends
 }
 
 // fetcher downloads the plan's files in chunks, ahead of the applier and in
 // parallel, and hands them over strictly in plan order. A slot is taken per
-// chunk before its download starts and given back only after the applier is
-// done with it, so downloads in flight plus chunks waiting never exceed the
-// slot count; their buffers are reused, so a restore allocates at most
-// Parallelism of them.
+// chunk before its download starts and given back once the applier has
+// read past it, so at most Parallelism chunks download or wait; each holds
+// a bounded number of blocks, and blocks are reused.
 type fetcher struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	slots  chan struct{}
-	queue  chan *chunk
-	wg     sync.WaitGroup // the dispatcher and every download
+	ctx       context.Context
+	cancel    context.CancelFunc
+	slots     chan struct{}
+	queue     chan *chunk
+	maxBlocks int            // per chunk
+	wg        sync.WaitGroup // the dispatcher and every download
 
 	mu   sync.Mutex
-	free [][]byte // buffers of chunkSize+1 bytes
+	free [][]byte // blocks let go of
 }
 
 func newFetcher(ctx context.Context, c ReplicaClient, plan []*ltx.FileInfo, parallelism int) *fetcher {
 	ctx, cancel := context.WithCancel(ctx)
 	f := &fetcher{
-		ctx:    ctx,
-		cancel: cancel,
-		slots:  make(chan struct{}, parallelism),
-		queue:  make(chan *chunk, parallelism),
+		ctx:       ctx,
+		cancel:    cancel,
+		slots:     make(chan struct{}, parallelism),
+		queue:     make(chan *chunk, parallelism),
+		maxBlocks: max(blockMin, bufferBytes/blockSize/parallelism),
 	}
 	f.wg.Add(1)
 	go f.dispatch(c, plan)
@@ -70,26 +99,24 @@ func (f *fetcher) dispatch(c ReplicaClient, plan []*ltx.FileInfo) {
 	defer close(f.queue)
 	for i, info := range plan {
 		// Chunks are made one at a time: nothing here keeps a consumed
-		// chunk's data reachable.
+		// chunk reachable.
 		for off := int64(0); off == 0 || off < info.Size; off += chunkSize {
-			ch := &chunk{file: i, off: off, last: true, more: make(chan struct{}, 1), done: make(chan struct{})}
+			ch := &chunk{file: i, off: off, last: true, f: f,
+				more: make(chan struct{}, 1), space: make(chan struct{}, 1), done: make(chan struct{})}
 			if info.Size > 0 {
 				ch.size = min(chunkSize, info.Size-off)
 				ch.last = off+ch.size >= info.Size
 			}
-			t0 := time.Now()
 			select {
 			case f.slots <- struct{}{}:
 			case <-f.ctx.Done():
 				return
 			}
-			tSlotWait += since(t0)
-			ch.buf = f.getBuf(ch.size)
 			f.wg.Add(1)
 			go func() {
 				defer f.wg.Done()
 				defer close(ch.done)
-				ch.err = fetchChunk(f.ctx, c, info, ch)
+				ch.err = ch.fetch(c, info)
 			}()
 			select {
 			case f.queue <- ch:
@@ -103,36 +130,6 @@ func (f *fetcher) dispatch(c ReplicaClient, plan []*ltx.FileInfo) {
 	}
 }
 
-// getBuf returns a buffer for a chunk of size bytes (0: unknown, read into
-// its own allocation). Small chunks get their own small buffer.
-func (f *fetcher) getBuf(size int64) []byte {
-	switch {
-	case size <= 0:
-		return nil
-	case size < chunkSize/4:
-		return make([]byte, size+1)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if n := len(f.free); n > 0 {
-		b := f.free[n-1]
-		f.free = f.free[:n-1]
-		return b
-	}
-	return make([]byte, chunkSize+1)
-}
-
-// release gives a consumed chunk's slot, and its buffer, back.
-func (f *fetcher) release(ch *chunk) {
-	if int64(cap(ch.buf)) == chunkSize+1 {
-		f.mu.Lock()
-		f.free = append(f.free, ch.buf[:cap(ch.buf)])
-		f.mu.Unlock()
-	}
-	ch.buf = nil
-	<-f.slots
-}
-
 // close stops the downloads and waits for them, so no goroutine outlives the
 // restore and nothing reads the replica after Restore returns.
 func (f *fetcher) close() {
@@ -140,16 +137,19 @@ func (f *fetcher) close() {
 	f.wg.Wait()
 }
 
-// fetchChunk downloads ch, retrying transient errors from the first byte
+// fetch downloads the chunk, retrying transient errors from the first byte
 // it does not have yet.
-func fetchChunk(ctx context.Context, c ReplicaClient, info *ltx.FileInfo, ch *chunk) error {
-	if ch.size == 0 {
-		return fetchWhole(ctx, c, info, ch)
-	}
+func (ch *chunk) fetch(c ReplicaClient, info *ltx.FileInfo) error {
+	ctx := ch.f.ctx
 	backoff := 100 * time.Millisecond
 	var got int64
 	for attempt := 1; ; attempt++ {
-		err := fetchOnce(ctx, c, info, ch, &got)
+		var err error
+		if ch.size == 0 {
+			err = ch.fetchWhole(c, info)
+		} else {
+			err = ch.fetchOnce(c, info, &got)
+		}
 		if err == nil || attempt == fetchAttempts || ctx.Err() != nil ||
 			errors.Is(err, ErrNotFound) || errors.Is(err, errSize) {
 			return err
@@ -163,67 +163,80 @@ func fetchChunk(ctx context.Context, c ReplicaClient, info *ltx.FileInfo, ch *ch
 	}
 }
 
-// fetchWhole reads an object of unknown size in one piece.
-func fetchWhole(ctx context.Context, c ReplicaClient, info *ltx.FileInfo, ch *chunk) error {
-	backoff := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		rc, err := c.OpenLTXFile(ctx, info.Level, info.MinTXID, info.MaxTXID, 0, 0)
-		if err == nil {
-			ch.buf, err = io.ReadAll(rc)
-			rc.Close()
-		}
-		if err == nil {
-			ch.avail.Store(int64(len(ch.buf)))
-			return nil
-		}
-		if attempt == fetchAttempts || ctx.Err() != nil || errors.Is(err, ErrNotFound) {
-			return err
-		}
-		select {
-		case <-time.After(backoff):
-			backoff *= 2
-		case <-ctx.Done():
-			return err
-		}
+// fetchWhole reads an object of unknown size as one block.
+func (ch *chunk) fetchWhole(c ReplicaClient, info *ltx.FileInfo) error {
+	rc, err := c.OpenLTXFile(ch.f.ctx, info.Level, info.MinTXID, info.MaxTXID, 0, 0)
+	if err != nil {
+		return err
 	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return err
+	}
+	if len(b) > 0 {
+		ch.mu.Lock()
+		ch.held++
+		ch.mu.Unlock()
+		ch.publish(&block{data: b, ch: ch, refs: 1}, int64(len(b)))
+	}
+	return nil
 }
 
 // errSize marks an object whose length is not what the listing said: it is
 // damaged (or replaced), and retrying will not help.
 var errSize = errors.New("object size differs from the listing")
 
-// fetchOnce reads ch from byte *got on, publishing what arrives.
-func fetchOnce(ctx context.Context, c ReplicaClient, info *ltx.FileInfo, ch *chunk, got *int64) error {
+// fetchOnce reads the chunk from byte *got on, handing over what arrives.
+func (ch *chunk) fetchOnce(c ReplicaClient, info *ltx.FileInfo, got *int64) error {
 	// The final chunk reads to the end, so bytes past the listed size show
 	// up as an error here instead of as a confusing decode failure.
 	var size int64
 	if !ch.last {
 		size = ch.size - *got
 	}
-	rc, err := c.OpenLTXFile(ctx, info.Level, info.MinTXID, info.MaxTXID, ch.off+*got, size)
+	rc, err := c.OpenLTXFile(ch.f.ctx, info.Level, info.MinTXID, info.MaxTXID, ch.off+*got, size)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	// One byte of room beyond the expected size detects a longer object
-	// while keeping memory bounded.
-	buf := ch.buf[:ch.size+1]
+	var one [1]byte
 	for {
-		n, err := rc.Read(buf[*got:])
-		if *got += int64(n); n > 0 {
-			ch.avail.Store(min(*got, ch.size))
-			select {
-			case ch.more <- struct{}{}:
-			default:
+		if *got == ch.size {
+			// One byte more than expected means a longer object.
+			n, err := rc.Read(one[:])
+			switch {
+			case n > 0 && ch.last:
+				return fmt.Errorf("%w: longer than the listed %d bytes", errSize, info.Size)
+			case n > 0:
+				return fmt.Errorf("%w: more than the %d bytes asked for at offset %d", errSize, ch.size, ch.off)
+			case err == io.EOF:
+				return nil
+			case err != nil:
+				return fmt.Errorf("read at offset %d: %w", ch.off+*got, err)
 			}
+			continue
+		}
+		// This goroutine alone appends blocks: it reads them unlocked.
+		i := int(*got / blockSize)
+		if i == len(ch.blocks) {
+			blk, err := ch.newBlock()
+			if err != nil {
+				return err
+			}
+			ch.mu.Lock()
+			ch.blocks = append(ch.blocks, blk)
+			ch.mu.Unlock()
+		}
+		o := *got % blockSize
+		n, err := rc.Read(ch.blocks[i].data[o:min(blockSize, o+ch.size-*got)])
+		if n > 0 {
+			*got += int64(n)
+			ch.publish(nil, *got)
 		}
 		switch {
-		case *got > ch.size && ch.last:
-			return fmt.Errorf("%w: longer than the listed %d bytes", errSize, info.Size)
-		case *got > ch.size:
-			return fmt.Errorf("%w: more than the %d bytes asked for at offset %d", errSize, ch.size, ch.off)
 		case err == io.EOF && *got == ch.size:
-			return nil
+			continue // check for a longer object
 		case err == io.EOF:
 			return fmt.Errorf("%w: %d bytes at offset %d, want %d of %d (truncated?)", errSize, *got, ch.off, ch.size, info.Size)
 		case err != nil:
@@ -232,16 +245,91 @@ func fetchOnce(ctx context.Context, c ReplicaClient, info *ltx.FileInfo, ch *chu
 	}
 }
 
-// stream reads one file of the plan out of the fetcher's chunks, as they
-// arrive. Slices it returns are valid until its next call.
+// newBlock waits until the chunk may hold another block and returns one,
+// reused if the fetcher has one.
+func (ch *chunk) newBlock() (*block, error) {
+	f := ch.f
+	for {
+		ch.mu.Lock()
+		ok := ch.held < f.maxBlocks
+		if ok {
+			ch.held++
+		}
+		ch.mu.Unlock()
+		if ok {
+			break
+		}
+		select {
+		case <-ch.space:
+		case <-f.ctx.Done():
+			return nil, f.ctx.Err()
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := len(f.free); n > 0 {
+		b := f.free[n-1]
+		f.free = f.free[:n-1]
+		return &block{data: b, ch: ch, refs: 1}, nil
+	}
+	return &block{data: make([]byte, blockSize), ch: ch, refs: 1}, nil
+}
+
+// publish hands over blk (if not nil, as the chunk's next block) and the
+// bytes up to avail.
+func (ch *chunk) publish(blk *block, avail int64) {
+	ch.mu.Lock()
+	if blk != nil {
+		ch.blocks = append(ch.blocks, blk)
+	}
+	ch.avail = avail
+	ch.mu.Unlock()
+	select {
+	case ch.more <- struct{}{}:
+	default:
+	}
+}
+
+// unref lets go of a block; the last holder gives its memory back and lets
+// its download read on. The applier's goroutine only.
+func (b *block) unref() {
+	if b.refs--; b.refs > 0 {
+		return
+	}
+	ch := b.ch
+	ch.mu.Lock()
+	ch.held--
+	ch.mu.Unlock()
+	select {
+	case ch.space <- struct{}{}:
+	default:
+	}
+	if len(b.data) == blockSize {
+		ch.f.mu.Lock()
+		ch.f.free = append(ch.f.free, b.data)
+		ch.f.mu.Unlock()
+	}
+	b.data, b.ch = nil, nil
+}
+
+// stream reads one file of the plan out of the fetcher's chunks, as their
+// bytes arrive. Slices it returns are valid until its next call; block
+// says which block the last one is in, for a holder to keep.
 type stream struct {
 	f       *fetcher
 	file    int
-	cur     *chunk // held, nil once given back
-	rd, lim int64  // read offset in cur, and how much of it is known to be there
-	last    bool   // cur is the file's final chunk
-	scratch []byte // a record straddling chunks
-	copied  bool   // take's last result is in scratch, not in cur
+	cur     *chunk   // the chunk being read, nil before the first
+	blocks  []*block // cur's blocks known so far
+	rd, lim int64    // read offset in cur, and bytes known to be there
+	dropped int      // blocks of cur the stream has let go of
+	last    bool     // cur is the file's final chunk
+	scratch []byte   // a record straddling blocks
+	copied  bool     // take's last result is in scratch
+	blk     *block   // take's last result is in blk
+
+	// idle is called before waiting for bytes: the applier folds what the
+	// workers have decoded, letting go of blocks a download may need.
+	idle func() error
 }
 
 func (s *stream) reset(f *fetcher, file int) {
@@ -249,45 +337,68 @@ func (s *stream) reset(f *fetcher, file int) {
 	s.f, s.file, s.last = f, file, false
 }
 
-// drop lets go of the current chunk.
+// drop lets go of the current chunk: its slot, and the blocks not yet read
+// past.
 func (s *stream) drop() {
-	if s.cur != nil {
-		s.unref(s.cur)
-		s.cur, s.rd, s.lim = nil, 0, 0
+	if s.cur == nil {
+		return
 	}
+	s.cur.mu.Lock()
+	s.blocks = s.cur.blocks
+	s.cur.mu.Unlock()
+	for ; s.dropped < len(s.blocks); s.dropped++ {
+		s.blocks[s.dropped].unref()
+	}
+	s.cur, s.blocks, s.rd, s.lim, s.dropped, s.blk = nil, nil, 0, 0, 0, nil
+	<-s.f.slots
 }
 
-// unref gives a chunk back once nothing holds it.
-func (s *stream) unref(ch *chunk) {
-	if ch.refs--; ch.refs == 0 {
-		s.f.release(ch)
+// release lets go of the blocks read past.
+func (s *stream) release() {
+	for ; s.dropped < len(s.blocks) && int64(s.dropped+1)*blockSize <= s.rd && len(s.blocks[s.dropped].data) == blockSize; s.dropped++ {
+		s.blocks[s.dropped].unref()
 	}
 }
 
 // wait returns once cur holds want bytes, or all it will, and how many.
 func (s *stream) wait(want int64) (int64, error) {
 	ch := s.cur
+	idle := false
 	for {
-		if n := ch.avail.Load(); n >= want {
+		// Blocks never change once appended: a copy of the slice header
+		// is a snapshot.
+		ch.mu.Lock()
+		n := ch.avail
+		s.blocks = ch.blocks
+		ch.mu.Unlock()
+		if n >= want {
 			return n, nil
 		}
-		t0 := time.Now()
-		nStreamWait++
-		defer func() { tStreamWait += since(t0) }()
+		if !idle && s.idle != nil {
+			idle = true
+			if err := s.idle(); err != nil {
+				return 0, err
+			}
+			continue
+		}
 		select {
 		case <-ch.more:
 		case <-ch.done:
 			if ch.err != nil {
 				return 0, ch.err
 			}
-			return ch.avail.Load(), nil
+			ch.mu.Lock()
+			n := ch.avail
+			s.blocks = ch.blocks
+			ch.mu.Unlock()
+			return n, nil
 		case <-s.f.ctx.Done():
 			return 0, s.f.ctx.Err()
 		}
 	}
 }
 
-// more makes unread bytes available: more of cur, or the next chunk; io.EOF
+// more makes unread bytes known: more of cur, or the next chunk; io.EOF
 // past the file's end.
 func (s *stream) more() error {
 	for {
@@ -307,8 +418,6 @@ func (s *stream) more() error {
 		}
 		s.drop()
 		var ch *chunk
-		t0 := time.Now()
-		defer func() { tStreamWait += since(t0) }()
 		select {
 		case ch = <-s.f.queue:
 		case <-s.f.ctx.Done():
@@ -321,9 +430,8 @@ func (s *stream) more() error {
 			}
 			return errors.New("internal error: downloads ended before the file did")
 		}
-		s.cur, ch.refs, s.last = ch, 1, ch.last
+		s.cur, s.last = ch, ch.last
 		if ch.off == 0 && ch.file == 0 {
-			trace("first chunk handed over")
 		}
 		if ch.file != s.file {
 			return fmt.Errorf("internal error: chunk of plan file %d while reading file %d", ch.file, s.file)
@@ -331,23 +439,45 @@ func (s *stream) more() error {
 	}
 }
 
+// blockEnd is the end of the block holding offset off of the current chunk.
+func (s *stream) blockEnd(off int64) int64 {
+	if s.cur.size == 0 {
+		return max(s.lim, off+1) // one block, of unknown length
+	}
+	return min(off-off%blockSize+blockSize, s.cur.size)
+}
+
+// at returns bytes off..end of the current chunk, in one block.
+func (s *stream) at(off, end int64) ([]byte, *block) {
+	if s.cur.size == 0 {
+		b := s.blocks[0]
+		return b.data[off:end:end], b
+	}
+	b := s.blocks[off/blockSize]
+	o := off % blockSize
+	return b.data[o : o+end-off : o+end-off], b
+}
+
 // take returns the next n bytes: io.EOF if the file ended before them,
 // io.ErrUnexpectedEOF if it ended inside them.
 func (s *stream) take(n int) ([]byte, error) {
-	s.copied = false
+	s.release()
+	s.copied, s.blk = false, nil
 	end := s.rd + int64(n)
-	if s.cur != nil && end > s.lim && end <= s.cur.size {
-		// Inside this chunk: wait for it rather than copy.
-		lim, err := s.wait(end)
-		if err != nil {
-			return nil, err
+	if s.cur != nil && s.rd < s.cur.size && end <= s.blockEnd(s.rd) {
+		// Inside one block: wait for it rather than copy.
+		if end > s.lim {
+			lim, err := s.wait(end)
+			if err != nil {
+				return nil, err
+			}
+			s.lim = lim
 		}
-		s.lim = lim
-	}
-	if s.cur != nil && end <= s.lim {
-		b := s.cur.buf[s.rd:end:end]
-		s.rd = end
-		return b, nil
+		if end <= s.lim {
+			b, blk := s.at(s.rd, end)
+			s.rd, s.blk = end, blk
+			return b, nil
+		}
 	}
 	s.copied = true
 	b := s.scratch[:0]
@@ -359,24 +489,27 @@ func (s *stream) take(n int) ([]byte, error) {
 				return nil, err
 			}
 		}
-		k := min(int64(n-len(b)), s.lim-s.rd)
-		b = append(b, s.cur.buf[s.rd:s.rd+k]...)
+		k := min(int64(n-len(b)), s.lim-s.rd, s.blockEnd(s.rd)-s.rd)
+		p, _ := s.at(s.rd, s.rd+k)
+		b = append(b, p...)
 		s.rd += k
 	}
 	s.scratch = b
 	return b, nil
 }
 
-// next returns the bytes available now (at least one); io.EOF at the end
-// of the file.
+// next returns bytes available now (at least one, in one block); io.EOF at
+// the end of the file.
 func (s *stream) next() ([]byte, error) {
+	s.release()
 	if s.cur == nil || s.rd == s.lim {
 		if err := s.more(); err != nil {
 			return nil, err
 		}
 	}
-	b := s.cur.buf[s.rd:s.lim]
-	s.rd = s.lim
+	end := min(s.lim, s.blockEnd(s.rd))
+	b, _ := s.at(s.rd, end)
+	s.rd = end
 	return b, nil
 }
 
