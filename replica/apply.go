@@ -27,7 +27,7 @@ var ErrChecksumChain = errors.New("checksum chain broken")
 // the decoder allocates per page, hashes every page twice (the file checksum
 // and, for snapshots, the post-apply checksum) and decodes on one goroutine.
 // Here the applier's goroutine parses (page headers and sizes, the checks on
-// page numbers) and gathers pages into segments of about 1 MiB; workers
+// page numbers) and gathers pages into segments of 512 KiB; workers
 // decompress each segment and compute data() of its pages (see
 // pageHasher), the one pass over the bytes; the applier then folds the
 // segments in file order into the file checksum and the page checksums, a

@@ -6,11 +6,13 @@
 // Restore rebuilds a database from a replica. Plan picks the files: the
 // newest level-9 snapshot at or before the target, then across levels 8..0
 // the unbroken chain after it (Litestream 0.5's rule, so both tools restore
-// the same state). Restore downloads them in ranged chunks with a bounded
-// number of workers, ahead of an applier that writes pages strictly in plan
-// order into a temp file beside the output, verifying every file checksum,
-// the pre/post-apply checksum chain, and the final database checksum
-// (DatabaseChecksum) before an fsynced rename.
+// the same state). Restore streams them in ranged chunks with a bounded
+// number of workers, at most 12 MiB ahead of an applier that writes pages
+// strictly in plan order into a temp file beside the output. One CRC-64 pass
+// per page gives the file checksum, the page's checksum and, from the
+// per-page sums kept while applying, the final database checksum, checked
+// against the last post-apply checksum with the whole pre/post-apply chain,
+// before an fsynced rename.
 //
 // Object layout (readable by Litestream 0.5's restore):
 //
@@ -22,7 +24,8 @@
 // Restore never leaves a partial database: the output appears complete and
 // verified, or not at all (no output, no temp file), and every error names
 // the object (Key: level/<min>-<max>.ltx) it came from. Restore memory is
-// bounded by the worker count, not the database size.
+// the 12 MiB download budget, about 1 MiB per CPU for decoding and 8 bytes
+// per page written, not the database size.
 //
 // Callers: the root package's uploader writes, cmd/litefs and cmd/restore read.
 package replica

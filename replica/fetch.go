@@ -17,11 +17,11 @@ var chunkSize int64 = 4 << 20
 // blockSize is the unit downloads land in and memory is counted in.
 const blockSize = 256 << 10
 
-// bufferBytes bounds the bytes downloaded ahead of the applier, whatever
-// the parallelism: each download holds at most bufferBytes/Parallelism
-// (and at least blockMin blocks) that the applier has not yet let go of,
-// and stops reading while it holds that much. A stopped download's bytes
-// wait in the kernel's socket buffers, not in the restore's heap.
+// bufferBytes bounds the bytes downloaded ahead of the applier: each
+// download holds at most bufferBytes/Parallelism (but at least blockMin
+// blocks) that the applier has not let go of, and stops reading while it
+// holds that much. A stopped download's bytes wait in the kernel's socket
+// buffers, not in the restore's heap, and the ranged reads stay as large.
 const bufferBytes = 12 << 20
 
 // blockMin is the fewest blocks a download may hold: the applier holds up

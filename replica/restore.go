@@ -31,8 +31,8 @@ type RestoreOptions struct {
 	Timestamp time.Time
 	// Parallelism is the number of download workers (default 8), each a
 	// ranged read of up to 4 MiB. Memory grows with neither it nor the
-	// database: the downloads run at most 16 MiB ahead of the applier (2
-	// MiB each past 8 workers), decoding and writing take about 2 MiB a
+	// database: the downloads run at most 12 MiB ahead of the applier (1.5
+	// MiB each past 8 workers), decoding and writing take about 1 MiB a
 	// CPU, and the page checksums 8 bytes a page written (2 MiB a GiB).
 	Parallelism int
 	// Logger receives the progress: the snapshot, each file downloaded and
