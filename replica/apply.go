@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"runtime"
 	"sync"
 	"syscall"
 
@@ -551,22 +550,6 @@ var syncEvery int64 = 32 << 20
 // (the scattered pages of incremental files) go through the page cache,
 // where they cost no wait on the device. Linux keeps the two coherent.
 const directMin = 256 << 10
-
-// oDirect is Linux's O_DIRECT on the architectures it is spelled out for
-// here, else 0 (no direct writes). Package syscall defines O_DIRECT only on
-// some systems, and this package builds on all of them.
-var oDirect = func() int {
-	if runtime.GOOS != "linux" {
-		return 0
-	}
-	switch runtime.GOARCH {
-	case "amd64", "386", "riscv64":
-		return 0o40000
-	case "arm64", "arm":
-		return 0o200000
-	}
-	return 0
-}()
 
 // writer performs the temp file's writes and truncations in order on its own
 // goroutine, so the kernel's work overlaps decoding, and recycles segments.
