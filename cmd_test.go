@@ -3,6 +3,7 @@ package litefs_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -157,5 +158,32 @@ func writeFile(t testing.TB, path, text string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// `restore -integrity-check` checks the temp file before the rename; a
+// failed check leaves nothing at the target.
+func TestRestoreIntegrityCheck(t *testing.T) {
+	e := newEnv(t, "0s")
+	e.start()
+	db := e.open("_journal_mode=WAL")
+	mustExec(t, db, `CREATE TABLE t (x)`)
+	mustExec(t, db, `INSERT INTO t VALUES (1)`)
+	e.flush()
+	out := filepath.Join(t.TempDir(), "r.db")
+	res, err := exec.Command(filepath.Join(litefsBin(t), "restore"), "-integrity-check", "-v", "-o", out, "file://"+e.replicaDir).CombinedOutput()
+	if err != nil || !strings.Contains(string(res), "integrity check ok") {
+		t.Fatalf("restore -integrity-check: %v\n%s", err, res)
+	}
+	integrity(t, openDB(t, out, "mode=ro"))
+
+	bad := filepath.Join(t.TempDir(), "bad.db")
+	_, err = replica.Restore(context.Background(), e.client(), replica.RestoreOptions{OutputPath: bad,
+		Verify: func(string) error { return errors.New("not ok") }})
+	if err == nil || !strings.Contains(err.Error(), "not ok") {
+		t.Fatalf("restore with a failing check: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(bad)); len(ents) != 0 {
+		t.Fatalf("a failed check left %v behind", ents)
 	}
 }

@@ -38,6 +38,10 @@ type RestoreOptions struct {
 	// Logger receives the progress: the snapshot, each file downloaded and
 	// applied with its elapsed time, the final rename. nil discards it.
 	Logger *slog.Logger
+	// Verify, when set, checks the finished temp file before it is renamed
+	// into place (e.g. PRAGMA integrity_check); an error fails the restore
+	// and leaves nothing behind.
+	Verify func(tmpPath string) error
 }
 
 // TempPath is where Restore builds the database before renaming it to
@@ -93,6 +97,11 @@ func Restore(ctx context.Context, c ReplicaClient, opt RestoreOptions) (ltx.Pos,
 
 	tmpPath := TempPath(opt.OutputPath)
 	pos, err := build(ctx, c, plan, tmpPath, parallelism, log)
+	if err == nil && opt.Verify != nil {
+		if err = opt.Verify(tmpPath); err != nil {
+			err = fmt.Errorf("verify %s: %w", tmpPath, err)
+		}
+	}
 	if err == nil {
 		err = install(tmpPath, opt.OutputPath)
 	}

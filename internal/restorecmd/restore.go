@@ -111,6 +111,15 @@ func run(ctx context.Context, name string, args []string, stderr io.Writer) erro
 	if fi, err := os.Stat(filepath.Dir(out)); err != nil || !fi.IsDir() {
 		return fmt.Errorf("directory %s does not exist: is the volume mounted there?", filepath.Dir(out))
 	}
+	if o.integrityCheck {
+		ropt.Verify = func(tmp string) error {
+			if err := integrityCheck(tmp); err != nil {
+				return fmt.Errorf("integrity check: %w", err)
+			}
+			logger.Info("integrity check ok", "path", tmp)
+			return nil
+		}
+	}
 	start := time.Now()
 	pos, err := replica.Restore(ctx, client, ropt)
 	if errors.Is(err, replica.ErrNoReplica) && o.ifReplicaExists {
@@ -120,13 +129,6 @@ func run(ctx context.Context, name string, args []string, stderr io.Writer) erro
 		return fmt.Errorf("replica is empty: nothing to restore (pass -if-replica-exists to make that a success)")
 	} else if err != nil {
 		return err
-	}
-	if o.integrityCheck {
-		if err := integrityCheck(out); err != nil {
-			_ = os.Rename(out, out+".corrupt")
-			return fmt.Errorf("restored database failed its integrity check (kept as %s.corrupt): %w", out, err)
-		}
-		logger.Info("integrity check ok", "path", out)
 	}
 	logger.Info("restore complete", "path", out, "txid", pos.TXID, "checksum", pos.PostApplyChecksum, "elapsed", time.Since(start).Round(time.Millisecond))
 	return nil
@@ -197,7 +199,9 @@ func parseTXID(s string) (ltx.TXID, error) {
 }
 
 func integrityCheck(path string) error {
-	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	// immutable: the temp file is in WAL mode, and a plain read-only open
+	// would want to create its -wal and -shm beside it.
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro&immutable=1")
 	if err != nil {
 		return err
 	}
