@@ -299,10 +299,21 @@ func (b *block) unref() {
 	ch := b.ch
 	ch.mu.Lock()
 	ch.held--
+	newest := len(ch.blocks) > 0 && ch.blocks[len(ch.blocks)-1] == b
 	ch.mu.Unlock()
 	select {
 	case ch.space <- struct{}{}:
 	default:
+	}
+	if newest {
+		select {
+		case <-ch.done:
+		default:
+			// Its download still runs (the applier gave up on the file early,
+			// on an error) and may still be reading into this block: it must
+			// not be reused or touched; the garbage collector takes it after.
+			return
+		}
 	}
 	if len(b.data) == blockSize {
 		ch.f.mu.Lock()
