@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/litefs-dev/litefs/internal/restorecmd"
@@ -21,6 +22,12 @@ import (
 var Version = "dev"
 
 func main() {
+	// A sidecar shares the pod's memory budget: collect garbage before the
+	// heap grows past a few tens of MiB (snapshots of large databases
+	// allocate per page). GOMEMLIMIT in the environment overrides it.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(40 << 20)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
