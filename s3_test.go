@@ -562,6 +562,12 @@ func TestS3Outage(t *testing.T) {
 			t.Errorf("no commit for 1s while S3 is down (at %v): the app is blocked", time.Since(paused).Round(time.Millisecond))
 		}
 		maxStaging = max(maxStaging, metric(t, dm.HTTPAddr(), "litefs_staging_bytes"))
+		// An outage alone is not unreadiness: the lag metric says it.
+		if resp, err := http.Get("http://" + dm.HTTPAddr() + "/readyz"); err != nil {
+			t.Fatal(err)
+		} else if resp.Body.Close(); resp.StatusCode != http.StatusOK {
+			t.Errorf("/readyz %d during the S3 outage; want ready", resp.StatusCode)
+		}
 	}
 	posAtResume := e.db().Pos()
 	repDuring := e.db().ReplicaPos().TXID
