@@ -124,7 +124,7 @@ func scanRecords(f *os.File, fn func(r record, off int64)) (valid int64, n int, 
 			return 0, 0, fmt.Errorf("read staging log: %w", err)
 		}
 		l := int64(binary.BigEndian.Uint64(lenbuf[:]))
-		if l <= 0 || valid+recordHeaderSize+l > size {
+		if l <= 0 || l > size-valid-recordHeaderSize { // no overflow on a torn length
 			break
 		}
 		if int64(cap(buf)) < l {
