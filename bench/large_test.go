@@ -224,7 +224,8 @@ func BenchmarkRestoreLarge(b *testing.B) {
 	requireFUSE(b)
 	mb := benchSize()
 	srv := s3test.StartVersityGW(b)
-	dm, dbPath := s3Daemon(b, srv, func(data string) { makeDB(b, filepath.Join(data, "db"), mb) })
+	dm, dir := s3Daemon(b, srv, srv.Endpoint, "1s", func(data string) { makeDB(b, filepath.Join(data, "db"), mb) })
+	dbPath := filepath.Join(dir, "data", "db")
 	if err := dm.DBs()[0].Flush(context.Background()); err != nil {
 		b.Fatal(err)
 	}
@@ -351,10 +352,10 @@ func httptestAddr() string {
 	return ln.Addr().String()
 }
 
-// s3Daemon starts the daemon replicating to srv; prepare runs on the data
-// dir first (to put a database there). Returns the daemon and the data-dir
-// database path.
-func s3Daemon(b *testing.B, srv *s3test.Server, prepare func(dataDir string)) (*litefs.Daemon, string) {
+// s3Daemon starts the daemon replicating to srv through endpoint (srv's own,
+// or a proxy's in front of it); prepare runs on the data dir first (to put a
+// database there). Returns the daemon and its directory (data/, mnt/).
+func s3Daemon(b *testing.B, srv *s3test.Server, endpoint, syncInterval string, prepare func(dataDir string)) (*litefs.Daemon, string) {
 	dir := b.TempDir()
 	data := filepath.Join(dir, "data")
 	os.MkdirAll(data, 0o755)
@@ -375,7 +376,8 @@ region = %q
 force-path-style = true
 access-key-id = %q
 secret-access-key = %q
-`, filepath.Join(dir, "mnt"), data, filepath.Join(dir, "mnt", "db"), srv.Bucket, srv.Endpoint, srv.Region, srv.AccessKey, srv.SecretKey))
+sync-interval = %q
+`, filepath.Join(dir, "mnt"), data, filepath.Join(dir, "mnt", "db"), srv.Bucket, endpoint, srv.Region, srv.AccessKey, srv.SecretKey, syncInterval))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -388,5 +390,5 @@ secret-access-key = %q
 		defer cancel()
 		dm.Shutdown(ctx)
 	})
-	return dm, filepath.Join(data, "db")
+	return dm, dir
 }

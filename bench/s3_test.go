@@ -26,39 +26,7 @@ func s3Target(b *testing.B, syncInterval string) (*litefs.Daemon, *s3test.Proxy,
 	requireFUSE(b)
 	srv := s3test.StartVersityGW(b)
 	p := s3test.StartProxy(b, srv.Endpoint)
-	dir := b.TempDir()
-	cfg, err := litefs.ParseConfig("bench.toml", fmt.Sprintf(`
-[fuse]
-dir = %q
-[data]
-dir = %q
-[http]
-addr = "off"
-[[dbs]]
-path = %q
-[dbs.replica]
-url = "s3://%s/db"
-endpoint = %q
-region = %q
-force-path-style = true
-access-key-id = %q
-secret-access-key = %q
-sync-interval = %q
-`, filepath.Join(dir, "mnt"), filepath.Join(dir, "data"), filepath.Join(dir, "mnt", "db"),
-		srv.Bucket, p.URL, srv.Region, srv.AccessKey, srv.SecretKey, syncInterval))
-	if err != nil {
-		b.Fatal(err)
-	}
-	os.MkdirAll(cfg.Data.Dir, 0o755)
-	dm := litefs.NewDaemon(cfg, quiet)
-	if err := dm.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		dm.Shutdown(ctx)
-	})
+	dm, dir := s3Daemon(b, srv, p.URL, syncInterval, func(string) {})
 	return dm, p, filepath.Join(dir, "mnt", "db")
 }
 
