@@ -2,7 +2,6 @@ package litefs_test
 
 import (
 	"bufio"
-	"bytes"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -348,32 +347,15 @@ func (w *walkthrough) writeConfig() {
 type walkProc struct {
 	name  string
 	cmd   *exec.Cmd
-	out   *walkBuffer
+	out   *syncBuf
 	done  chan struct{}
 	state *os.ProcessState
 	err   error
 }
 
-type walkBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *walkBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *walkBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func (w *walkthrough) start(name string, args ...string) *walkProc {
 	w.t.Helper()
-	p := &walkProc{name: name, out: &walkBuffer{}, done: make(chan struct{})}
+	p := &walkProc{name: name, out: &syncBuf{}, done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(w.bin, args[0]), args[1:]...)
 	p.cmd.Env = w.env
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
