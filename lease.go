@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/litefs-dev/litefs/replica/s3"
+
+	"github.com/litefs-dev/litefs/internal/durable"
 )
 
 // leaser is a replica that fences writers with a lease object (S3 with
@@ -57,7 +59,7 @@ func VolumeID(dataDir string) (string, error) {
 	if err := os.Rename(path+".tmp", path); err != nil {
 		return "", fmt.Errorf("write volume id: %w", err)
 	}
-	return id, syncDir(filepath.Dir(path))
+	return id, durable.SyncDir(filepath.Dir(path))
 }
 
 // ensureLease makes sure we hold the lease for at least half its TTL before

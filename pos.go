@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 
 	"github.com/superfly/ltx"
+
+	"github.com/litefs-dev/litefs/internal/durable"
 )
 
 // Pos is a replication position: the last transaction staged or uploaded,
@@ -59,9 +61,9 @@ func readPosFile(path string) (Pos, error) {
 	return p, nil
 }
 
-// writePosFile replaces the file atomically; durable makes it survive power
+// writePosFile replaces the file atomically; sync makes it survive power
 // loss (barriers need that, routine updates do not).
-func writePosFile(path string, p Pos, durable bool) error {
+func writePosFile(path string, p Pos, sync bool) error {
 	b, err := json.Marshal(p)
 	if err != nil {
 		return err
@@ -75,7 +77,7 @@ func writePosFile(path string, p Pos, durable bool) error {
 		f.Close()
 		return fmt.Errorf("write position: %w", err)
 	}
-	if durable {
+	if sync {
 		if err := f.Sync(); err != nil {
 			f.Close()
 			return fmt.Errorf("sync position: %w", err)
@@ -87,20 +89,8 @@ func writePosFile(path string, p Pos, durable bool) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("write position: %w", err)
 	}
-	if durable {
-		return syncDir(filepath.Dir(path))
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
+	if sync {
+		return durable.SyncDir(filepath.Dir(path))
 	}
 	return nil
 }

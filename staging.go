@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"github.com/superfly/ltx"
+
+	"github.com/litefs-dev/litefs/internal/durable"
 )
 
 // staging holds what is committed but not yet confirmed by the replica, on
@@ -266,7 +268,11 @@ func (s *staging) writeFrozen(level int, min, max ltx.TXID, write func(io.Writer
 	if err != nil {
 		return fmt.Errorf("freeze %s: %w", filepath.Base(path), err)
 	}
-	err = write(f)
+	w := durable.NewPacedWriter(f)
+	err = write(w)
+	if err == nil {
+		err = w.Flush()
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -281,7 +287,7 @@ func (s *staging) writeFrozen(level int, min, max ltx.TXID, write func(io.Writer
 		err = os.Rename(tmp, path)
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(path))
+		err = durable.SyncDir(filepath.Dir(path))
 	}
 	if err != nil {
 		_ = os.Remove(tmp)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/superfly/ltx"
+
+	"github.com/litefs-dev/litefs/internal/durable"
 )
 
 // DefaultParallelism is the number of download workers when
@@ -200,7 +202,7 @@ func install(tmpPath, outputPath string) error {
 			return fmt.Errorf("remove stale %s: %w", outputPath+suffix, err)
 		}
 	}
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return err
 	}
 	// Checked again: the database may have been created while we downloaded,
@@ -211,20 +213,8 @@ func install(tmpPath, outputPath string) error {
 	if err := os.Rename(tmpPath, outputPath); err != nil {
 		return fmt.Errorf("rename into place: %w", err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return err
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
 	}
 	return nil
 }

@@ -16,6 +16,8 @@ import (
 
 	"github.com/litefs-dev/litefs/replica"
 	"github.com/superfly/ltx"
+
+	"github.com/litefs-dev/litefs/internal/durable"
 )
 
 var _ replica.ReplicaClient = (*Client)(nil)
@@ -235,7 +237,11 @@ func writeFile(ctx context.Context, dir string, level int, minTXID, maxTXID ltx.
 	}()
 
 	var ends headTail
-	n, err := io.Copy(io.MultiWriter(tmp, &ends), &readCloser{ctx: ctx, r: r, c: io.NopCloser(nil)})
+	out := durable.NewPacedWriter(tmp)
+	n, err := io.Copy(io.MultiWriter(out, &ends), &readCloser{ctx: ctx, r: r, c: io.NopCloser(nil)})
+	if err == nil {
+		err = out.Flush()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +286,7 @@ func writeFile(ctx context.Context, dir string, level int, minTXID, maxTXID ltx.
 	} else if err != nil {
 		return nil, err
 	}
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return nil, err
 	}
 	return info, nil
@@ -353,7 +359,7 @@ func (c *Client) mkLevelDir(level int) (string, error) {
 		return "", err
 	}
 	for _, d := range missing {
-		if err := syncDir(filepath.Dir(d)); err != nil {
+		if err := durable.SyncDir(filepath.Dir(d)); err != nil {
 			return "", err
 		}
 	}
@@ -422,21 +428,9 @@ func (c *Client) DeleteLTXFiles(ctx context.Context, a []*ltx.FileInfo) error {
 	// old file is harmless), but syncing is cheap and keeps listings honest
 	// after a crash.
 	for dir := range dirs {
-		if err := syncDir(dir); err != nil {
+		if err := durable.SyncDir(dir); err != nil {
 			return fmt.Errorf("delete: %w", err)
 		}
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
 	}
 	return nil
 }
