@@ -536,8 +536,8 @@ func nextPage(prev, lock uint32) uint32 {
 	return prev + 1
 }
 
-// syncEvery is how many bytes the writer writes through the page cache
-// between asking for an fsync in the background: the disk writes while the
+// syncEvery is how many bytes the writer writes between asking for an
+// fsync in the background: the disk writes while the
 // restore downloads, instead of all at once in the final fsync. A variable
 // for tests.
 var syncEvery int64 = 32 << 20
@@ -628,23 +628,11 @@ func (w *writer) writeSegment(seg *segment) error {
 		}
 		b, off := seg.buf[int64(i)*pageSize:int64(j)*pageSize], int64(pages[i].pgno-1)*pageSize
 		i = j
-		if w.df != nil && len(b) >= directMin {
-			// Segment buffers are large allocations, so page aligned, and
-			// runs start at multiples of the page size; a device whose
-			// blocks are larger (or a file system that takes O_DIRECT at
-			// open but not at write) says EINVAL: stop trying.
-			_, err := w.df.WriteAt(b, off)
-			if err == nil {
-				continue
-			} else if !errors.Is(err, syscall.EINVAL) {
-				return err
-			}
-			w.df.Close()
-			w.df = nil
-		}
-		if _, err := w.f.WriteAt(b, off); err != nil {
+		if err := w.writeRun(b, off); err != nil {
 			return err
 		}
+		// O_DIRECT writes count too: they reach the device's cache, and
+		// the final fsync's flush would otherwise wait for all of them.
 		if w.unsynced += int64(len(b)); w.unsynced >= syncEvery {
 			w.unsynced = 0
 			select {
@@ -654,6 +642,24 @@ func (w *writer) writeSegment(seg *segment) error {
 		}
 	}
 	return nil
+}
+
+// writeRun writes consecutive pages, with O_DIRECT when it can.
+func (w *writer) writeRun(b []byte, off int64) error {
+	if w.df != nil && len(b) >= directMin {
+		// Segment buffers are large allocations, so page aligned, and
+		// runs start at multiples of the page size; a device whose
+		// blocks are larger (or a file system that takes O_DIRECT at
+		// open but not at write) says EINVAL: stop trying.
+		_, err := w.df.WriteAt(b, off)
+		if err == nil || !errors.Is(err, syscall.EINVAL) {
+			return err
+		}
+		w.df.Close()
+		w.df = nil
+	}
+	_, err := w.f.WriteAt(b, off)
+	return err
 }
 
 // syncer fsyncs when kicked. The error is kept: a later fsync may not
