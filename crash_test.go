@@ -663,7 +663,7 @@ func TestCrashBetweenWALAndStaging(t *testing.T) {
 			if tc.checkpoint {
 				mustExec(t, app, `PRAGMA wal_checkpoint(TRUNCATE)`)
 			}
-			// Let the daemon stage everything (it answers writes before
+			// Let the daemon apply everything (it answers writes before
 			// staging them), then kill it.
 			time.Sleep(200 * time.Millisecond)
 			ce.kill(ch)
@@ -682,8 +682,10 @@ func TestCrashBetweenWALAndStaging(t *testing.T) {
 				t.Fatalf("BUG: five commits left in the WAL past the staged position (%s) were not recovered into the same history:\n%s\nthe volume after the daemon's kill:\n%s\nafter the commits:\n%s",
 					map[bool]string{false: "same WAL generation", true: "a new WAL generation after a restart"}[tc.checkpoint], logs.String(), diag, after)
 			}
-			if n := checkResumed(t, 0, logs.String(), diag); n != 5 {
-				t.Fatalf("recovered %d commits from the WAL, want 5:\n%s", n, logs.String())
+			// At least those five: commits the daemon had staged only in
+			// memory (see pendMax) when it was killed are recovered too.
+			if n := checkResumed(t, 0, logs.String(), diag); n < 5 {
+				t.Fatalf("recovered %d commits from the WAL, want at least 5:\n%s", n, logs.String())
 			}
 			live := ce.open("_journal_mode=WAL")
 			var n int64

@@ -1,11 +1,13 @@
 package litefs
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"slices"
 
 	"github.com/superfly/ltx"
@@ -159,6 +161,10 @@ func encodeBatch(w io.Writer, f io.ReaderAt, recs []record, offs []int64) error 
 		hdr.WALOffset, hdr.WALSize, hdr.WALSalt1, hdr.WALSalt2 = first.hdr.WALOffset, first.hdr.WALSize, first.hdr.WALSalt1, first.hdr.WALSalt2
 	}
 	latest := map[uint32]int64{}
+	// The page numbers lie at increasing offsets: one buffered pass reads
+	// them, not a pread per page.
+	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, math.MaxInt64), 256<<10)
+	var at int64
 	var pgbuf [4]byte
 	for i, r := range recs {
 		if r.hdr.PageSize != hdr.PageSize {
@@ -166,9 +172,15 @@ func encodeBatch(w io.Writer, f io.ReaderAt, recs []record, offs []int64) error 
 		}
 		for j := 0; j < r.pages; j++ {
 			po, do := r.pageAt(j)
-			if _, err := f.ReadAt(pgbuf[:], offs[i]+po); err != nil {
+			if skip := offs[i] + po - at; skip < 0 {
+				return fmt.Errorf("staged records out of order at TXID %s", r.hdr.MinTXID)
+			} else if _, err := br.Discard(int(skip)); err != nil {
 				return fmt.Errorf("read staged page: %w", err)
 			}
+			if _, err := io.ReadFull(br, pgbuf[:]); err != nil {
+				return fmt.Errorf("read staged page: %w", err)
+			}
+			at = offs[i] + po + 4
 			latest[binary.BigEndian.Uint32(pgbuf[:])] = offs[i] + do
 		}
 	}

@@ -1,6 +1,7 @@
 package litefs
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -23,8 +24,9 @@ import (
 //	frozen/L<level>-<min>-<max>.ltx   objects with their final name and bytes
 //	pos                    the last position (JSON), durable at WAL barriers
 //
-// Appending is on the commit path, so it never fsyncs; sync makes the log
-// durable before the WAL frames it copies can disappear. A frozen file is
+// Appending is on the commit path, so it never fsyncs and writes a batch of
+// records at a time (see pendMax); sync makes the log durable before the
+// WAL frames it copies can disappear. A frozen file is
 // written (fsync, rename) before its first upload, so every retry, even
 // after a restart, sends the same key and bytes.
 type staging struct {
@@ -32,11 +34,21 @@ type staging struct {
 
 	mu         sync.Mutex
 	log        *os.File
-	logSize    int64
-	logRecords int
+	logSize    int64  // bytes in the log file
+	pend       []byte // records appended after them, not yet written
+	logRecords int    // in the file and in pend
 	dirty      bool
 	frozenSize int64
 }
+
+// pendMax bounds the records appended but not yet written to the log. They
+// are written together, one syscall per pendMax instead of one per commit,
+// at the latest before a freeze or a sync. Losing them to a crash loses no
+// commit, exactly as losing the DB's queue does not: the WAL still holds
+// them (only a barrier, which syncs, lets WAL frames go), and start-up
+// stages the WAL's commits past the last record the log holds (the first
+// one is always written at once, see append).
+const pendMax = 256 << 10
 
 type frozenFile struct {
 	Level    int
@@ -119,10 +131,13 @@ func scanRecords(f *os.File, fn func(r record, off int64)) (valid int64, n int, 
 		return 0, 0, err
 	}
 	size := fi.Size()
+	// One read per 256 KiB, not two per record: a freeze scans every record
+	// of the batch on the uploader's core.
+	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 256<<10)
 	var lenbuf [recordHeaderSize]byte
 	var buf []byte
 	for valid+recordHeaderSize <= size {
-		if _, err := f.ReadAt(lenbuf[:], valid); err != nil {
+		if _, err := io.ReadFull(br, lenbuf[:]); err != nil {
 			return 0, 0, fmt.Errorf("read staging log: %w", err)
 		}
 		l := int64(binary.BigEndian.Uint64(lenbuf[:]))
@@ -133,7 +148,7 @@ func scanRecords(f *os.File, fn func(r record, off int64)) (valid int64, n int, 
 			buf = make([]byte, l)
 		}
 		buf = buf[:l]
-		if _, err := f.ReadAt(buf, valid+recordHeaderSize); err != nil {
+		if _, err := io.ReadFull(br, buf); err != nil {
 			return 0, 0, fmt.Errorf("read staging log: %w", err)
 		}
 		r, err := decodeRecord(buf)
@@ -147,19 +162,53 @@ func scanRecords(f *os.File, fn func(r record, off int64)) (valid int64, n int, 
 	return valid, n, nil
 }
 
-// append adds one framed record (see frame) to the log. No fsync: see sync.
+// append adds one framed record (see frame) to the log. No fsync: see sync;
+// no write either until pendMax is reached: see pendMax.
 func (s *staging) append(buf []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.log.Write(buf); err != nil {
+	if len(s.pend)+len(buf) > pendMax {
+		if err := s.writePend(); err != nil {
+			return err
+		}
+	}
+	// The first record of a log goes to the file at once: start-up resumes
+	// from the last record the log holds, and only a record (not a snapshot
+	// nor a batch of several) says where in the WAL to resume.
+	if len(buf) > pendMax || s.logSize == 0 {
+		if err := s.writeLog(buf); err != nil {
+			return err
+		}
+	} else {
+		s.pend = append(s.pend, buf...)
+	}
+	s.logRecords++
+	s.dirty = true
+	return nil
+}
+
+// writePend writes the pending records to the log. On failure they stay
+// pending, for the next try. Called with mu held.
+func (s *staging) writePend() error {
+	if len(s.pend) == 0 {
+		return nil
+	}
+	if err := s.writeLog(s.pend); err != nil {
+		return err
+	}
+	s.pend = s.pend[:0]
+	return nil
+}
+
+// writeLog appends whole records to the log file. Called with mu held.
+func (s *staging) writeLog(b []byte) error {
+	if _, err := s.log.Write(b); err != nil {
 		// A partial record would poison the log: cut it off.
 		_ = s.log.Truncate(s.logSize)
 		_, _ = s.log.Seek(s.logSize, io.SeekStart)
 		return fmt.Errorf("append to staging: %w", err)
 	}
-	s.logSize += int64(len(buf))
-	s.logRecords++
-	s.dirty = true
+	s.logSize += int64(len(b))
 	return nil
 }
 
@@ -175,6 +224,9 @@ func (s *staging) sync() error {
 	if !s.dirty {
 		return nil
 	}
+	if err := s.writePend(); err != nil {
+		return err
+	}
 	if err := s.log.Sync(); err != nil {
 		return fmt.Errorf("sync staging log: %w", err)
 	}
@@ -186,7 +238,7 @@ func (s *staging) sync() error {
 func (s *staging) bytes() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.logSize + s.frozenSize
+	return s.logSize + int64(len(s.pend)) + s.frozenSize
 }
 
 // freeze turns the log's segments into one frozen object. It is called by one
@@ -203,6 +255,10 @@ func (s *staging) freeze() error {
 	if s.logRecords == 0 {
 		s.mu.Unlock()
 		return nil
+	}
+	if err := s.writePend(); err != nil {
+		s.mu.Unlock()
+		return err
 	}
 	if err := s.log.Sync(); err != nil {
 		s.mu.Unlock()
@@ -349,7 +405,10 @@ func (s *staging) close() error {
 	if s.log == nil {
 		return nil
 	}
-	err := s.log.Close()
+	err := s.writePend()
+	if cerr := s.log.Close(); err == nil {
+		err = cerr
+	}
 	s.log = nil
 	return err
 }
@@ -387,7 +446,7 @@ func (s *staging) discard() error {
 	if _, err := s.log.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("discard staging: %w", err)
 	}
-	s.logSize, s.logRecords, s.dirty = 0, 0, false
+	s.logSize, s.pend, s.logRecords, s.dirty = 0, s.pend[:0], 0, false
 	if err := os.Remove(s.sealedPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("discard staging: %w", err)
 	}

@@ -173,7 +173,13 @@ func (d *DB) enqueue(off int64, p []byte) {
 	q.ops = append(q.ops, walOp{off: off, buf: buf})
 	q.queued++
 	q.mu.Unlock()
-	q.cond.Broadcast()
+	// A frame header is useless to the tracker without its page, which
+	// SQLite writes next: waking the applier for it would cost a context
+	// switch per commit and compete with the app for a core. drain wakes
+	// it for a header left alone.
+	if len(p) != wal.FrameHeaderSize {
+		q.cond.Broadcast()
+	}
 }
 
 // drain waits until every queued write was fed to the tracker.
@@ -181,6 +187,7 @@ func (d *DB) drain() {
 	q := &d.queue
 	q.mu.Lock()
 	for q.applied != q.queued && !q.closed {
+		q.cond.Broadcast() // the applier may sleep on a lone frame header
 		q.cond.Wait()
 	}
 	q.mu.Unlock()
