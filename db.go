@@ -69,9 +69,13 @@ type DB struct {
 	undo     sumUndo
 	posDirty bool // pos changed since the last durable pos write
 
-	flushMu    sync.Mutex // one freeze and upload pass at a time
-	repMu      sync.Mutex
-	replicaPos Pos // what the replica holds (max TXID)
+	flushMu sync.Mutex // one freeze and upload pass at a time
+	// retentionDue: a snapshot was uploaded since retention last ran, at
+	// retentionSince. Guarded by flushMu.
+	retentionDue   bool
+	retentionSince time.Time
+	repMu          sync.Mutex
+	replicaPos     Pos // what the replica holds (max TXID)
 
 	posFileMu  sync.Mutex
 	posWritten ltx.TXID

@@ -42,11 +42,28 @@ func (d *DB) noteSnapshot(txid ltx.TXID) {
 	d.uploadedSince = 0
 }
 
+// maxRetentionDelay is how long retention may wait for a moment when
+// nothing is staged.
+const maxRetentionDelay = 30 * time.Second
+
+// retentionIfDue runs retention after a snapshot upload, at the end of a
+// Flush that left nothing staged: its listings and deletes would otherwise
+// hold up the next commits' upload. Under a steady stream of commits it
+// waits at most maxRetentionDelay. Called with flushMu held.
+func (d *DB) retentionIfDue(ctx context.Context) {
+	if !d.retentionDue || (d.hasStaged() && d.now().Sub(d.retentionSince) < maxRetentionDelay) {
+		return
+	}
+	d.retentionDue = false
+	d.enforceRetention(ctx)
+}
+
 // enforceRetention deletes what no restore within the retention window can
 // need: snapshots older than the newest one taken before the window began,
 // and segments that snapshot covers. The newest snapshot and its chain are
-// never deleted. Runs after a snapshot upload, so an idle database costs no
-// requests; failures are logged and retried at the next snapshot.
+// never deleted. Runs after a snapshot upload (see retentionIfDue), so an
+// idle database costs no requests; failures are logged and retried at the
+// next snapshot.
 func (d *DB) enforceRetention(ctx context.Context) {
 	if d.retention <= 0 {
 		return

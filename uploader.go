@@ -163,6 +163,7 @@ func (d *DB) Flush(ctx context.Context) error {
 				return err
 			}
 		}
+		d.retentionIfDue(ctx)
 		return nil
 	}
 }
@@ -196,7 +197,9 @@ func (d *DB) upload(ctx context.Context, f frozenFile) error {
 		return err
 	}
 	if f.Level == replica.SnapshotLevel {
-		d.enforceRetention(ctx)
+		if !d.retentionDue {
+			d.retentionDue, d.retentionSince = true, d.now()
+		}
 	} else {
 		d.mu.Lock()
 		d.uploadedSince += f.Size
