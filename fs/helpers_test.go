@@ -33,6 +33,8 @@ const (
 	envChildWriter = "LITEFS_FS_TEST_CHILD_WRITER" // "<db path>\n<rows>\n<tag>": insert rows, exit
 	envChildSQL    = "LITEFS_FS_TEST_CHILD_SQL"    // "<dsn>": run statements from stdin, see sqlChild
 	envChildBench  = "LITEFS_FS_TEST_CHILD_BENCH"  // "<db path>\n<n>": n one-row commits, print ns/commit
+	envChildPwrite = "LITEFS_FS_TEST_CHILD_PWRITE" // "<path>\n<n>": n 24-byte pwrites, print ns/pwrite
+	envChildEcho   = "LITEFS_FS_TEST_CHILD_ECHO"   // "1": echo bytes from fd 3 to fd 4 until EOF
 )
 
 func TestMain(m *testing.M) {
@@ -47,6 +49,12 @@ func TestMain(m *testing.M) {
 	}
 	if v := os.Getenv(envChildBench); v != "" {
 		os.Exit(childBench(v))
+	}
+	if v := os.Getenv(envChildPwrite); v != "" {
+		os.Exit(childPwrite(v))
+	}
+	if os.Getenv(envChildEcho) != "" {
+		os.Exit(childEcho())
 	}
 	os.Exit(m.Run())
 }
@@ -138,6 +146,47 @@ func childBench(arg string) int {
 	}
 	fmt.Println(time.Since(start).Nanoseconds() / int64(max(n, 1)))
 	return 0
+}
+
+// childPwrite times n pwrites of a WAL frame header's size: one FUSE WRITE
+// round trip each through a mount.
+func childPwrite(arg string) int {
+	var path string
+	var n int
+	if _, err := fmt.Sscanf(arg, "%s\n%d", &path, &n); err != nil {
+		fmt.Fprintln(os.Stderr, "bad", envChildPwrite, err)
+		return 2
+	}
+	fd, err := syscall.Open(path, syscall.O_RDWR|syscall.O_CREAT, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer syscall.Close(fd)
+	buf := make([]byte, 24)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if _, err := syscall.Pwrite(fd, buf, int64(i%1024)*4120); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	fmt.Println(time.Since(start).Nanoseconds() / int64(max(n, 1)))
+	return 0
+}
+
+// childEcho answers each byte read from fd 3 with a byte on fd 4: the other
+// half of a pipe round trip, with blocking syscalls as go-fuse makes them.
+func childEcho() int {
+	var b [1]byte
+	for {
+		if n, err := syscall.Read(3, b[:]); n != 1 || err != nil {
+			return 0
+		}
+		if _, err := syscall.Write(4, b[:]); err != nil {
+			return 1
+		}
+	}
 }
 
 // sqlChild is a SQLite connection in another process, driven line by line.
