@@ -23,13 +23,23 @@ import (
 
 // walQueue holds WAL writes already in the file, not yet fed to the tracker.
 type walQueue struct {
-	mu      sync.Mutex
-	cond    sync.Cond
-	ops     []walOp
-	applied uint64 // ops fed to the tracker
-	queued  uint64
-	closed  bool
+	mu       sync.Mutex
+	cond     sync.Cond
+	ops      []walOp
+	applied  uint64 // ops fed to the tracker
+	queued   uint64
+	closed   bool
+	sleeping bool // the applier waits on cond; else it polls (see applyLoop)
 }
+
+// While writes keep coming the applier polls the queue every applyPoll
+// instead of being woken by each one: a wakeup is a futex call the app's
+// write would wait for (its reply is sent after WriteWAL returns). After
+// applyIdle without a write it sleeps until one comes.
+const (
+	applyPoll = 500 * time.Microsecond
+	applyIdle = 5 * time.Millisecond
+)
 
 type walOp struct {
 	off int64
@@ -172,12 +182,12 @@ func (d *DB) enqueue(off int64, p []byte) {
 	}
 	q.ops = append(q.ops, walOp{off: off, buf: buf})
 	q.queued++
-	q.mu.Unlock()
 	// A frame header is useless to the tracker without its page, which
-	// SQLite writes next: waking the applier for it would cost a context
-	// switch per commit and compete with the app for a core. drain wakes
-	// it for a header left alone.
-	if len(p) != wal.FrameHeaderSize {
+	// SQLite writes next: the page wakes the applier. drain wakes it for a
+	// header left alone.
+	wake := q.sleeping && len(p) != wal.FrameHeaderSize
+	q.mu.Unlock()
+	if wake {
 		q.cond.Broadcast()
 	}
 }
@@ -198,10 +208,18 @@ func (d *DB) drain() {
 func (d *DB) applyLoop() {
 	q := &d.queue
 	var batch []walOp
+	var lastWork time.Time
 	for {
 		q.mu.Lock()
+		if len(q.ops) == 0 && !q.closed && time.Since(lastWork) < applyIdle {
+			q.mu.Unlock()
+			time.Sleep(applyPoll)
+			continue
+		}
 		for len(q.ops) == 0 && !q.closed {
+			q.sleeping = true
 			q.cond.Wait()
+			q.sleeping = false
 		}
 		if len(q.ops) == 0 {
 			q.mu.Unlock()
@@ -222,6 +240,7 @@ func (d *DB) applyLoop() {
 		q.mu.Unlock()
 		q.cond.Broadcast()
 		clear(batch)
+		lastWork = time.Now()
 	}
 }
 
