@@ -13,6 +13,7 @@ import (
 // and shm files. Each iteration is one round of commitsPerRound commits on
 // every target, interleaved so noise hits all of them alike.
 func BenchmarkCommits(b *testing.B) {
+	settle()
 	const commitsPerRound = 5000
 	for _, passthrough := range []bool{true, false} {
 		for _, sync := range []string{"NORMAL", "FULL"} {

@@ -3,5 +3,9 @@
 //
 // Every figure is a ratio of two measurements taken in the same process,
 // interleaved round by round, so a noisy shared machine slows both sides.
-// Nothing here is a test: the benchmarks only report.
+// Nothing here is a test: the benchmarks only report. Go runs them file by
+// file in name order, which puts the gigabyte-sized snapshot and restore
+// benchmarks (snapshot_restore_test.go) last: what they leave behind (dirty
+// pages, discards, garbage) must not land in the latency measurements; each
+// benchmark also starts with settle().
 package bench

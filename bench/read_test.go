@@ -12,6 +12,7 @@ import (
 // native, on a 20,000-row table, with the WAL holding recent commits (the
 // common case for a live app) and after a checkpoint emptied it.
 func BenchmarkReads(b *testing.B) {
+	settle()
 	const rows, points = 20000, 20000
 	for _, passthrough := range []bool{true, false} {
 		b.Run(fmt.Sprintf("passthrough=%v", passthrough), func(b *testing.B) {

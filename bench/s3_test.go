@@ -86,6 +86,7 @@ func waitReplica(b *testing.B, db *litefs.DB, txid ltx.TXID) {
 //   - requests sent while the database is idle ($LITEFS_BENCH_IDLE, default
 //     60s; the goal is 0).
 func BenchmarkS3(b *testing.B) {
+	settle()
 	const commits = 1000
 	const every = 2 * time.Millisecond
 	for _, si := range []string{"1s", "0s"} {

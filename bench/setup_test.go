@@ -8,7 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"sort"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +34,16 @@ func requireFUSE(b *testing.B) {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		b.Skip("/dev/fuse is absent")
 	}
+}
+
+// settle starts a benchmark from a quiet machine: what earlier ones left
+// dirty (gigabytes, after the large ones) is written back, so it does not
+// land in this one's fsyncs, and their garbage is collected, so that the
+// in-process daemons measured here do not pay for it in GC assists.
+func settle() {
+	syscall.Sync()
+	runtime.GC()
+	debug.FreeOSMemory()
 }
 
 func nativeTarget(b *testing.B) target {

@@ -102,6 +102,7 @@ func maxRSS(pid int) float64 {
 // commit latency during the snapshot and the daemon's peak RSS (it runs as
 // its own process, `litefs mount`, so the figure is the daemon's alone).
 func BenchmarkSnapshotLarge(b *testing.B) {
+	settle()
 	requireFUSE(b)
 	mb := benchSize()
 	dir := b.TempDir()
@@ -246,6 +247,7 @@ func waitReady(b *testing.B, addr string, timeout time.Duration) {
 // limit a restore can reach. The restore runs as `restore`, its own
 // process, for its peak RSS.
 func BenchmarkRestoreLarge(b *testing.B) {
+	settle()
 	requireFUSE(b)
 	mb := benchSize()
 	srv := s3test.StartVersityGW(b)
