@@ -23,19 +23,7 @@ func (nopDB) JournalCreated()                                                   
 // runs in a child process (see envChildSQL for why); the metric is the
 // child's own time per commit.
 func BenchmarkCommit(b *testing.B) {
-	run := func(b *testing.B, dir string) {
-		b.StopTimer()
-		cmd, out := startChild(b, envChildBench, dir+"/db\n"+strconv.Itoa(b.N))
-		line, err := out.ReadString('\n')
-		if werr := cmd.Wait(); err != nil || werr != nil {
-			b.Fatalf("bench child: %q, %v, %v", line, err, werr)
-		}
-		ns, err := strconv.ParseFloat(strings.TrimSpace(line), 64)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportMetric(ns, "ns/op") // the child's own clock: no process start-up
-	}
+	run := func(b *testing.B, dir string) { childNsPerOp(b, envChildBench, dir+"/db") }
 	b.Run("native", func(b *testing.B) { run(b, b.TempDir()) })
 	for _, pt := range []bool{false, true} {
 		name := "mount"
@@ -55,25 +43,29 @@ func BenchmarkCommit(b *testing.B) {
 // between two processes over pipes (two wakeups, no file system at all).
 // ns/op is one round trip.
 func BenchmarkRoundTrip(b *testing.B) {
-	pwrite := func(b *testing.B, path string) {
-		b.StopTimer()
-		cmd, out := startChild(b, envChildPwrite, path+"\n"+strconv.Itoa(b.N))
-		line, err := out.ReadString('\n')
-		if werr := cmd.Wait(); err != nil || werr != nil {
-			b.Fatalf("pwrite child: %q, %v, %v", line, err, werr)
-		}
-		ns, err := strconv.ParseFloat(strings.TrimSpace(line), 64)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportMetric(ns, "ns/op")
-	}
+	pwrite := func(b *testing.B, path string) { childNsPerOp(b, envChildPwrite, path) }
 	b.Run("pipe", func(b *testing.B) { pipeRoundTrip(b) })
 	b.Run("native-pwrite", func(b *testing.B) { pwrite(b, b.TempDir()+"/db-wal") })
 	b.Run("mount-wal-pwrite", func(b *testing.B) {
 		_, mnt := mountT(b, true, map[string]DB{"db": nopDB{}})
 		pwrite(b, mnt+"/db-wal")
 	})
+}
+
+// childNsPerOp runs a child that does b.N operations on path and reports
+// its own time per operation: no process start-up in the figure.
+func childNsPerOp(b *testing.B, env, path string) {
+	b.StopTimer()
+	cmd, out := startChild(b, env, path+"\n"+strconv.Itoa(b.N))
+	line, err := out.ReadString('\n')
+	if werr := cmd.Wait(); err != nil || werr != nil {
+		b.Fatalf("bench child: %q, %v, %v", line, err, werr)
+	}
+	ns, err := strconv.ParseFloat(strings.TrimSpace(line), 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(ns, "ns/op")
 }
 
 func pipeRoundTrip(b *testing.B) {
