@@ -86,6 +86,11 @@ func OpenDB(ctx context.Context, opt DBOptions) (*DB, error) {
 		return nil, fmt.Errorf("open staging of %s: %w", opt.Name, err)
 	}
 	d.stage = stage
+	d.stage.onFrozen = func(p Pos) {
+		if err := d.writePos(p, false); err != nil {
+			d.logger.Warn("cannot write the position file", "err", err)
+		}
+	}
 	if err := d.open(ctx, stagePos); err != nil {
 		stage.close()
 		return nil, err

@@ -110,6 +110,13 @@ func (d *DB) takeSnapshot(ctx context.Context, rebase bool) (ltx.TXID, error) {
 		d.mu.Unlock()
 		return 0, fmt.Errorf("snapshot %s: database is %s", d.name, d.state)
 	}
+	// The log must hold the records up to the snapshot's TXID: start-up
+	// resumes from the newest record or snapshot, and only a record says
+	// where in the WAL.
+	if err := d.stage.flush(); err != nil {
+		d.mu.Unlock()
+		return 0, fmt.Errorf("snapshot %s: %w", d.name, err)
+	}
 	pos, index := d.pos, maps.Clone(d.walIndex)
 	pageSize, commit := d.sums.pageSize, uint32(len(d.sums.sums))
 	txid := pos.TXID

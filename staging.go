@@ -39,6 +39,10 @@ type staging struct {
 	logRecords int    // in the file and in pend
 	dirty      bool
 	frozenSize int64
+
+	// onFrozen is told the position of a frozen batch's last record (the
+	// DB writes it to the position file). Set before use; nil at start-up.
+	onFrozen func(Pos)
 }
 
 // pendMax bounds the records appended but not yet written to the log. They
@@ -47,7 +51,9 @@ type staging struct {
 // commit, exactly as losing the DB's queue does not: the WAL still holds
 // them (only a barrier, which syncs, lets WAL frames go), and start-up
 // stages the WAL's commits past the last record the log holds (the first
-// one is always written at once, see append).
+// one is always written at once, see append). They are also written when
+// the applier goes idle, when the app syncs the WAL (before every
+// checkpoint) and before a snapshot is staged.
 const pendMax = 256 << 10
 
 type frozenFile struct {
@@ -66,8 +72,9 @@ func openStaging(dir string) (*staging, Pos, error) {
 	}
 	// A sealed log means a freeze was interrupted: finish it first, it is older
 	// than the log.
+	var sealedPos Pos
 	if _, err := os.Stat(s.sealedPath()); err == nil {
-		if err := s.freezeSealed(); err != nil {
+		if sealedPos, err = s.freezeSealed(); err != nil {
 			return nil, Pos{}, err
 		}
 	}
@@ -75,6 +82,7 @@ func openStaging(dir string) (*staging, Pos, error) {
 	if err != nil {
 		return nil, Pos{}, err
 	}
+	pos = newer(sealedPos, pos)
 	ff, err := s.frozen()
 	if err != nil {
 		return nil, Pos{}, err
@@ -187,6 +195,16 @@ func (s *staging) append(buf []byte) error {
 	return nil
 }
 
+// flush writes the pending records to the log file, without syncing it.
+func (s *staging) flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.log == nil {
+		return nil
+	}
+	return s.writePend()
+}
+
 // writePend writes the pending records to the log. On failure they stay
 // pending, for the next try. Called with mu held.
 func (s *staging) writePend() error {
@@ -247,7 +265,7 @@ func (s *staging) freeze() error {
 	// A sealed log left by a freeze that failed (a full disk) is older than
 	// the log: finish it first, or sealing again would replace it.
 	if _, err := os.Stat(s.sealedPath()); err == nil {
-		if err := s.freezeSealed(); err != nil {
+		if _, err := s.freezeSealed(); err != nil {
 			return err
 		}
 	}
@@ -280,15 +298,16 @@ func (s *staging) freeze() error {
 	s.log, s.logSize, s.logRecords, s.dirty = f, 0, 0, false
 	s.mu.Unlock()
 	old.Close()
-	return s.freezeSealed()
+	_, err = s.freezeSealed()
+	return err
 }
 
 // freezeSealed turns the sealed log into one frozen LTX object and removes
 // it.
-func (s *staging) freezeSealed() error {
+func (s *staging) freezeSealed() (Pos, error) {
 	f, err := os.Open(s.sealedPath())
 	if err != nil {
-		return fmt.Errorf("open sealed staging log: %w", err)
+		return Pos{}, fmt.Errorf("open sealed staging log: %w", err)
 	}
 	defer f.Close()
 	var recs []record
@@ -296,20 +315,28 @@ func (s *staging) freezeSealed() error {
 	if _, _, err := scanRecords(f, func(r record, off int64) {
 		recs, offs = append(recs, r), append(offs, off)
 	}); err != nil {
-		return err
+		return Pos{}, err
 	}
+	var last Pos
 	if len(recs) > 0 {
 		min, max := recs[0].hdr.MinTXID, recs[len(recs)-1].hdr.MaxTXID
 		if err := s.writeFrozen(0, min, max, func(w io.Writer) error {
 			return encodeBatch(w, f, recs, offs)
 		}); err != nil {
-			return err
+			return Pos{}, err
+		}
+		// A frozen batch of several records says nothing of the WAL, and
+		// start-up resumes in the WAL from a record's offset: keep the last
+		// one's before the sealed log goes.
+		last = posFromHeader(recs[len(recs)-1].hdr, recs[len(recs)-1].post)
+		if s.onFrozen != nil {
+			s.onFrozen(last)
 		}
 	}
 	if err := os.Remove(s.sealedPath()); err != nil {
-		return fmt.Errorf("remove sealed staging log: %w", err)
+		return Pos{}, fmt.Errorf("remove sealed staging log: %w", err)
 	}
-	return nil
+	return last, nil
 }
 
 func frozenName(level int, min, max ltx.TXID) string {

@@ -259,11 +259,16 @@ func (d *DB) Close(ctx context.Context) error {
 	err := d.releaseLease(ctx)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if serr := d.stage.sync(); err == nil {
+	serr := d.stage.sync()
+	if err == nil {
 		err = serr
 	}
-	if werr := d.writePos(d.pos, true); err == nil {
-		err = werr
+	// Staging that could not be written or synced must not be claimed by a
+	// durable position: start-up would skip those commits in the WAL.
+	if serr == nil {
+		if werr := d.writePos(d.pos, true); err == nil {
+			err = werr
+		}
 	}
 	if cerr := d.stage.close(); err == nil {
 		err = cerr

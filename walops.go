@@ -104,8 +104,24 @@ func (d *DB) TruncateWAL(size int64, truncate func() error) error {
 }
 
 // SyncWAL implements fs.DB. Staging is deliberately not synced here: under
-// synchronous=FULL SQLite made the commit durable in the WAL already.
-func (d *DB) SyncWAL(sync func() error) error { return sync() }
+// synchronous=FULL SQLite made the commit durable in the WAL already. But
+// its records are written to the log file: SQLite syncs the WAL before every
+// checkpoint, and once a checkpoint has copied frames into the database
+// file, start-up can resume only from a record the log holds (it checks the
+// database file plus the WAL up to that record against its checksum).
+func (d *DB) SyncWAL(sync func() error) error {
+	d.writeStaged()
+	return sync()
+}
+
+// writeStaged writes the staged records still in memory to the log file
+// (not synced). A failure is logged: the records stay pending, and a
+// barrier reports it.
+func (d *DB) writeStaged() {
+	if err := d.stage.flush(); err != nil {
+		d.logger.Warn("cannot write staged records to the staging log; will retry", "err", err)
+	}
+}
 
 // RemoveWAL implements fs.DB.
 func (d *DB) RemoveWAL(remove func() error) error {
@@ -178,6 +194,9 @@ func (d *DB) enqueue(off int64, p []byte) {
 	q := &d.queue
 	q.mu.Lock()
 	for len(q.ops) >= maxQueued && !q.closed {
+		if q.sleeping {
+			q.cond.Broadcast() // a queue full of lone frame headers
+		}
 		q.cond.Wait()
 	}
 	q.ops = append(q.ops, walOp{off: off, buf: buf})
@@ -197,7 +216,9 @@ func (d *DB) drain() {
 	q := &d.queue
 	q.mu.Lock()
 	for q.applied != q.queued && !q.closed {
-		q.cond.Broadcast() // the applier may sleep on a lone frame header
+		if q.sleeping {
+			q.cond.Broadcast() // it may sleep on a lone frame header
+		}
 		q.cond.Wait()
 	}
 	q.mu.Unlock()
@@ -215,6 +236,13 @@ func (d *DB) applyLoop() {
 			q.mu.Unlock()
 			time.Sleep(applyPoll)
 			continue
+		}
+		if len(q.ops) == 0 && !q.closed {
+			// Idle: staged records go to the log file before the applier
+			// sleeps, so none lives only in memory for long.
+			q.mu.Unlock()
+			d.writeStaged()
+			q.mu.Lock()
 		}
 		for len(q.ops) == 0 && !q.closed {
 			q.sleeping = true
