@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"runtime"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -27,11 +26,6 @@ const (
 // window; with 0 it uploads as soon as the previous upload returned. An idle
 // database sends nothing: no lease renewals, no listings.
 func (d *DB) Run(ctx context.Context) {
-	// Freezing, snapshots and copies are CPU work that must not take a core
-	// from the app's commits (two cores are common): this goroutine keeps a
-	// thread of its own, at a lower priority. The thread ends with it.
-	runtime.LockOSThread()
-	lowerThreadPriority()
 	backoff := time.Duration(0)
 	pending := d.hasStaged() || d.needRebase.Load()
 	for {
