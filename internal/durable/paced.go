@@ -33,7 +33,7 @@ type PacedWriter struct {
 // finish.
 func NewPacedWriter(f *os.File) *PacedWriter {
 	p := &PacedWriter{f: f}
-	p.buf = bufio.NewWriterSize(fileWriter{p}, 1<<20)
+	p.buf = bufio.NewWriterSize(fileWriter{p}, 64<<10) // small: a freeze at sync-interval 0 writes a few KiB
 	return p
 }
 
