@@ -200,10 +200,13 @@ func TestDiskFull(t *testing.T) {
 	t.Logf("native tmpfs: %v", nrun)
 
 	e := newEnv(t, "50ms")
-	mountTmpfs(t, e.dataDir, "8m") // before start: unmounted after the daemon stops
+	// As much free space as the native run while the disk fills (5 MiB), and
+	// room for a snapshot once the filler goes: the first flush after
+	// space returns may snapshot the whole database beside its WAL.
+	mountTmpfs(t, e.dataDir, "12m") // before start: unmounted after the daemon stops
 	var logs syncBuf
 	e.startLogged(&logs)
-	writeFiller(t, filepath.Join(e.dataDir, "filler"), 3<<20)
+	writeFiller(t, filepath.Join(e.dataDir, "filler"), 7<<20)
 	db := e.open("_journal_mode=WAL")
 	db.SetMaxOpenConns(1)
 	mustExec(t, db, `CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)`)
@@ -258,6 +261,10 @@ func TestDiskFullDuringFreeze(t *testing.T) {
 		mustExec(t, db, `INSERT INTO t (v) VALUES (randomblob(3000))`)
 	}
 	staged := e.db().Pos()
+	// Staged records reach the log file in batches; SQLite syncs the WAL
+	// before a checkpoint, and litefs writes them then: so they take their
+	// space before the free space is measured.
+	mustExec(t, db, `PRAGMA wal_checkpoint(PASSIVE)`)
 
 	// Leave 64 KiB free: less than the frozen batch needs, more than one
 	// small commit does.
