@@ -49,7 +49,7 @@ endef
 fuzz:
 	$(call fuzz1,FuzzTracker,./wal/)
 	$(call fuzz1,FuzzParseHeader,./wal/)
-	$(call fuzz1,FuzzParseConfig,.)
+	$(call fuzz1,FuzzParse,./config/)
 
 # FuzzDecodeRecord and FuzzRestoreLTX do file I/O per input; under load the
 # fuzzing engine has timed out their workers, so make test runs their seed

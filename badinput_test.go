@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/litefs-dev/litefs"
+	"github.com/litefs-dev/litefs/config"
 )
 
 func startErr(t *testing.T, e *env) error {
@@ -71,7 +72,7 @@ func TestBadInputMissingDBReplicaHasData(t *testing.T) {
 }
 
 func TestBadInputUnknownScheme(t *testing.T) {
-	_, err := litefs.ParseConfig("x.toml", `
+	_, err := config.Parse("x.toml", `
 [fuse]
 dir = "/mnt/a"
 [data]

@@ -15,6 +15,7 @@ import (
 	"github.com/superfly/ltx"
 
 	"github.com/litefs-dev/litefs"
+	"github.com/litefs-dev/litefs/config"
 	"github.com/litefs-dev/litefs/replica"
 )
 
@@ -44,7 +45,7 @@ func TestRetention(t *testing.T) {
 	e.extra = ""
 	clock := &fakeClock{now: time.Now()}
 	cfg := e.config()
-	cfg.DBs[0].Replica.Retention = litefs.Duration(time.Hour)
+	cfg.DBs[0].Replica.Retention = config.Duration(time.Hour)
 	dm := litefs.NewDaemon(cfg, testLogger(t))
 	dm.Now = clock.Now
 	if err := dm.Start(context.Background()); err != nil {

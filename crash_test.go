@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/litefs-dev/litefs"
+	"github.com/litefs-dev/litefs/config"
 	"github.com/litefs-dev/litefs/wal"
 )
 
@@ -184,7 +185,7 @@ func kernelStacks(pid int) string {
 // its log captured in logs.
 func (c *crashEnv) startInProcess(logs *syncBuf) *litefs.Daemon {
 	c.t.Helper()
-	cfg, err := litefs.ParseConfig("crash.toml", c.text(""))
+	cfg, err := config.Parse("crash.toml", c.text(""))
 	if err != nil {
 		c.t.Fatal(err)
 	}

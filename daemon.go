@@ -12,14 +12,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/litefs-dev/litefs/config"
 	"github.com/litefs-dev/litefs/fs"
+	"github.com/litefs-dev/litefs/replica/backends"
 )
 
 // Daemon is `litefs mount`: it opens every configured database (the start-up
 // sequence), mounts the FUSE dir, runs one uploader per database and serves
 // HTTP. Shutdown flushes staging and unmounts.
 type Daemon struct {
-	cfg    *Config
+	cfg    *config.Config
 	logger *slog.Logger
 
 	dbs    []*DB
@@ -37,7 +39,7 @@ type Daemon struct {
 	mounted bool
 }
 
-func NewDaemon(cfg *Config, logger *slog.Logger) *Daemon {
+func NewDaemon(cfg *config.Config, logger *slog.Logger) *Daemon {
 	return &Daemon{cfg: cfg, logger: logger}
 }
 
@@ -79,7 +81,7 @@ func (dm *Daemon) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
-		client, err := NewReplicaClient(ctx, dc.Replica)
+		client, err := backends.NewClient(ctx, dc.Replica.URL, dc.Replica.Settings())
 		if err != nil {
 			return fmt.Errorf("database %s: %w", dc.Path, err)
 		}

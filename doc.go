@@ -20,6 +20,5 @@
 // TXIDs never go back on one replica path: a database that does not continue
 // the replica's history gets a new snapshot 1-<N+1>.
 //
-// Callers: cmd/litefs (Daemon, ReadConfig), cmd/restore via
-// internal/restorecmd (ReadConfig, NewReplicaClient).
+// Callers: cmd/litefs (Daemon).
 package litefs

@@ -17,6 +17,7 @@ import (
 	"github.com/superfly/ltx"
 
 	"github.com/litefs-dev/litefs"
+	"github.com/litefs-dev/litefs/config"
 	"github.com/litefs-dev/litefs/replica"
 	"github.com/litefs-dev/litefs/replica/file"
 	"github.com/litefs-dev/litefs/wal"
@@ -73,9 +74,9 @@ sync-interval = %q
 `, e.mountDir, e.dataDir, filepath.Join(e.mountDir, "db"), e.extra, e.replicaDir, e.syncInt)
 }
 
-func (e *env) config() *litefs.Config {
+func (e *env) config() *config.Config {
 	e.t.Helper()
-	cfg, err := litefs.ParseConfig("test.toml", e.configText())
+	cfg, err := config.Parse("test.toml", e.configText())
 	if err != nil {
 		e.t.Fatal(err)
 	}

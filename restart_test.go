@@ -13,8 +13,9 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/superfly/ltx"
 	"time"
+
+	"github.com/superfly/ltx"
 )
 
 var (

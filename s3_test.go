@@ -28,6 +28,7 @@ import (
 	"github.com/superfly/ltx"
 
 	"github.com/litefs-dev/litefs"
+	"github.com/litefs-dev/litefs/config"
 	"github.com/litefs-dev/litefs/internal/restorecmd"
 	"github.com/litefs-dev/litefs/internal/s3test"
 	"github.com/litefs-dev/litefs/replica"
@@ -97,7 +98,7 @@ func (e *s3env) start() *litefs.Daemon {
 	e.t.Helper()
 	text := e.configText()
 	e.writeConfig(text)
-	cfg, err := litefs.ParseConfig("test.toml", text)
+	cfg, err := config.Parse("test.toml", text)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/litefs-dev/litefs"
+	"github.com/litefs-dev/litefs/config"
 	"github.com/litefs-dev/litefs/fs"
 )
 
@@ -81,7 +82,7 @@ func loopbackTarget(b *testing.B, passthrough bool) target {
 func litefsTarget(b *testing.B, passthrough bool, syncInterval string) (target, *litefs.Daemon) {
 	requireFUSE(b)
 	dir := b.TempDir()
-	cfg, err := litefs.ParseConfig("bench.toml", fmt.Sprintf(`
+	cfg, err := config.Parse("bench.toml", fmt.Sprintf(`
 [fuse]
 dir = %q
 passthrough = %v

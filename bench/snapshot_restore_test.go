@@ -20,6 +20,7 @@ import (
 	"github.com/superfly/ltx"
 
 	"github.com/litefs-dev/litefs"
+	"github.com/litefs-dev/litefs/config"
 	"github.com/litefs-dev/litefs/internal/s3test"
 	"github.com/litefs-dev/litefs/replica"
 	"github.com/litefs-dev/litefs/replica/s3"
@@ -422,7 +423,7 @@ func s3Daemon(b *testing.B, srv *s3test.Server, endpoint, syncInterval string, p
 	data := filepath.Join(dir, "data")
 	os.MkdirAll(data, 0o755)
 	prepare(data)
-	cfg, err := litefs.ParseConfig("bench.toml", fmt.Sprintf(`
+	cfg, err := config.Parse("bench.toml", fmt.Sprintf(`
 [fuse]
 dir = %q
 [data]

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/litefs-dev/litefs"
+	"github.com/litefs-dev/litefs/config"
 )
 
 // TestGuideMatchesManifests keeps docs/kubernetes.md in step with the
@@ -36,7 +36,7 @@ func TestGuideMatchesManifests(t *testing.T) {
 			continue
 		}
 		found = true
-		got, err := litefs.ParseConfig("docs/kubernetes.md", blk[1])
+		got, err := config.Parse("docs/kubernetes.md", blk[1])
 		if err != nil {
 			t.Fatal(err)
 		}

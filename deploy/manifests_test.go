@@ -13,13 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/litefs-dev/litefs/config"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
-
-	"github.com/litefs-dev/litefs"
 )
 
 // What the guide (docs/kubernetes.md) and DESIGN.md fix.
@@ -169,8 +168,8 @@ func checkBundle(t *testing.T, b *bundle) {
 	checkHTTPProbe(t, side, "startupProbe", side.StartupProbe, "/readyz", "metrics")
 	checkHTTPProbe(t, side, "readinessProbe", side.ReadinessProbe, "/readyz", "metrics")
 	checkHTTPProbe(t, side, "livenessProbe", side.LivenessProbe, "/healthz", "metrics")
-	if p := side.StartupProbe; p != nil && time.Duration(p.PeriodSeconds*p.FailureThreshold)*time.Second < 2*time.Duration(litefs.DefaultLeaseTTL) {
-		t.Errorf("%s: the startupProbe gives up after %ds: start-up may wait out a dead writer's lease (%v) and S3", litefsName, p.PeriodSeconds*p.FailureThreshold, litefs.DefaultLeaseTTL)
+	if p := side.StartupProbe; p != nil && time.Duration(p.PeriodSeconds*p.FailureThreshold)*time.Second < 2*time.Duration(config.DefaultLeaseTTL) {
+		t.Errorf("%s: the startupProbe gives up after %ds: start-up may wait out a dead writer's lease (%v) and S3", litefsName, p.PeriodSeconds*p.FailureThreshold, config.DefaultLeaseTTL)
 	}
 	if mountPath(t, side, fuseVolume) != cfg.FUSE.Dir {
 		t.Errorf("%s mounts %s at %s, fuse.dir is %s", litefsName, fuseVolume, mountPath(t, side, fuseVolume), cfg.FUSE.Dir)
@@ -235,7 +234,7 @@ func checkBundle(t *testing.T, b *bundle) {
 // parseConfig parses the ConfigMap's litefs.toml with the daemon's own
 // parser (unknown keys, bad durations, paths and URLs are errors), with the
 // environment the containers get from the Secret.
-func parseConfig(t *testing.T, b *bundle) *litefs.Config {
+func parseConfig(t *testing.T, b *bundle) *config.Config {
 	t.Helper()
 	text, ok := b.cm.Data[configKey]
 	if !ok {
@@ -250,7 +249,7 @@ func parseConfig(t *testing.T, b *bundle) *litefs.Config {
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
-	cfg, err := litefs.ParseConfig("ConfigMap "+b.cm.Name+" "+configKey, text)
+	cfg, err := config.Parse("ConfigMap "+b.cm.Name+" "+configKey, text)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +414,7 @@ func checkService(t *testing.T, b *bundle, all []corev1.Container) {
 
 // checkGrace asserts the kubelet waits longer than litefs' preStop plus
 // shutdown-timeout before SIGKILL, so SIGTERM's flush to S3 can finish.
-func checkGrace(t *testing.T, b *bundle, cfg *litefs.Config, side *corev1.Container) {
+func checkGrace(t *testing.T, b *bundle, cfg *config.Config, side *corev1.Container) {
 	g := b.sts.Spec.Template.Spec.TerminationGracePeriodSeconds
 	if g == nil {
 		t.Errorf("terminationGracePeriodSeconds unset (30s default): must exceed shutdown-timeout %v", time.Duration(cfg.ShutdownTimeout))

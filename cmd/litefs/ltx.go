@@ -8,27 +8,28 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/litefs-dev/litefs"
+	"github.com/litefs-dev/litefs/config"
 	"github.com/litefs-dev/litefs/replica"
+	"github.com/litefs-dev/litefs/replica/backends"
 )
 
 // ltxCommand lists a replica's files: level, TXID range, time, size.
 func ltxCommand(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("litefs ltx", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "config file (default $LITEFS_CONFIG, else "+litefs.DefaultConfigPath+")")
+	configPath := fs.String("config", "", "config file (default $LITEFS_CONFIG, else "+config.DefaultPath+")")
 	replicaURL := fs.String("replica", "", "replica URL instead of a config and DB")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	ctx := context.Background()
-	rc := litefs.ReplicaConfig{URL: *replicaURL}
+	rc := config.ReplicaConfig{URL: *replicaURL}
 	if *replicaURL == "" {
 		if fs.NArg() != 1 {
 			fmt.Fprintln(stderr, "usage: litefs ltx [-config FILE] DB | litefs ltx -replica URL")
 			return 2
 		}
-		cfg, err := litefs.ReadConfig(litefs.ConfigPath(*configPath))
+		cfg, err := config.Read(config.FilePath(*configPath))
 		if err != nil {
 			fmt.Fprintln(stderr, "litefs ltx:", err)
 			return 1
@@ -40,7 +41,7 @@ func ltxCommand(args []string, stdout, stderr io.Writer) int {
 		}
 		rc = db.Replica
 	}
-	client, err := litefs.NewReplicaClient(ctx, rc)
+	client, err := backends.NewClient(ctx, rc.URL, rc.Settings())
 	if err != nil {
 		fmt.Fprintln(stderr, "litefs ltx:", err)
 		return 1

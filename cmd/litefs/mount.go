@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/litefs-dev/litefs"
+	"github.com/litefs-dev/litefs/config"
 )
 
 // mountCommand runs the daemon until SIGTERM/SIGINT (or until -exec's
@@ -22,7 +23,7 @@ import (
 func mountCommand(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("litefs mount", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "config file (default $LITEFS_CONFIG, else "+litefs.DefaultConfigPath+")")
+	configPath := fs.String("config", "", "config file (default $LITEFS_CONFIG, else "+config.DefaultPath+")")
 	execCmd := fs.String("exec", "", "run this command once the mount is ready; exit with its status")
 	logFormat := fs.String("log-format", "text", "text or json")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -34,7 +35,7 @@ func mountCommand(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "litefs mount:", err)
 		return 2
 	}
-	cfg, err := litefs.ReadConfig(litefs.ConfigPath(*configPath))
+	cfg, err := config.Read(config.FilePath(*configPath))
 	if err != nil {
 		fmt.Fprintln(stderr, "litefs mount:", err)
 		return 1

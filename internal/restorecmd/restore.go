@@ -22,8 +22,9 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 	"github.com/superfly/ltx"
 
-	"github.com/litefs-dev/litefs"
+	"github.com/litefs-dev/litefs/config"
 	"github.com/litefs-dev/litefs/replica"
+	"github.com/litefs-dev/litefs/replica/backends"
 )
 
 const usage = `usage: restore [flags] DB
@@ -65,7 +66,7 @@ func run(ctx context.Context, name string, args []string, stderr io.Writer) erro
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
-	fs.StringVar(&o.config, "config", "", "config file (default $LITEFS_CONFIG, else "+litefs.DefaultConfigPath+")")
+	fs.StringVar(&o.config, "config", "", "config file (default $LITEFS_CONFIG, else "+config.DefaultPath+")")
 	fs.StringVar(&o.out, "o", "", "output database path (default: the database's path under data.dir)")
 	fs.StringVar(&o.replicaURL, "replica", "", "replica URL (s3://bucket/path or file:///dir) instead of a config")
 	fs.StringVar(&o.timestamp, "timestamp", "", "restore the state as of this time (RFC3339)")
@@ -157,13 +158,13 @@ func (o *options) resolve(ctx context.Context, args []string) (replica.ReplicaCl
 		if o.out == "" {
 			return nil, "", errors.New("-o OUT is required with a replica URL")
 		}
-		client, err := litefs.NewReplicaClient(ctx, litefs.ReplicaConfig{URL: url})
+		client, err := backends.NewClient(ctx, url, backends.Settings{ConditionalWrites: true})
 		return client, o.out, err
 	}
 	if dbArg == "" {
 		return nil, "", errors.New("give the database path (DB), or -o OUT with -replica URL")
 	}
-	cfg, err := litefs.ReadConfig(litefs.ConfigPath(o.config))
+	cfg, err := config.Read(config.FilePath(o.config))
 	if err != nil {
 		return nil, "", err
 	}
@@ -177,7 +178,7 @@ func (o *options) resolve(ctx context.Context, args []string) (replica.ReplicaCl
 			return nil, "", err
 		}
 	}
-	client, err := litefs.NewReplicaClient(ctx, db.Replica)
+	client, err := backends.NewClient(ctx, db.Replica.URL, db.Replica.Settings())
 	return client, out, err
 }
 

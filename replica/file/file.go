@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/litefs-dev/litefs/replica"
@@ -31,6 +33,26 @@ type Client struct {
 // created on the first write, so a fresh replica needs no setup.
 func NewClient(dir string) *Client {
 	return &Client{dir: dir}
+}
+
+// ParseURL checks a file:///absolute/dir replica URL and returns its
+// directory, cleaned. It is the one place a file URL is checked.
+func ParseURL(raw string) (dir string, err error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("cannot parse %q; write file:///absolute/dir", raw)
+	}
+	switch {
+	case u.Scheme != "file":
+		return "", fmt.Errorf("%q is not a file URL; want file:///absolute/dir", raw)
+	case u.Host != "":
+		return "", fmt.Errorf("%q has a host (%q); write file:///absolute/dir, with three slashes", raw, u.Host)
+	case u.Path == "" || !strings.HasPrefix(u.Path, "/"):
+		return "", fmt.Errorf("%q has no absolute directory; write file:///absolute/dir", raw)
+	case u.RawQuery != "" || u.Fragment != "":
+		return "", fmt.Errorf("%q has a query or fragment; write file:///absolute/dir", raw)
+	}
+	return filepath.Clean(u.Path), nil
 }
 
 // Type names the backend.

@@ -108,36 +108,42 @@ type Client struct {
 
 var _ replica.ReplicaClient = (*Client)(nil)
 
-// ParseURL splits s3://bucket/path into its bucket and path, trimmed of
-// slashes. The path must not be empty.
-func ParseURL(u string) (bucket, path string, err error) {
-	if !strings.HasPrefix(strings.ToLower(u), "s3://") {
-		return "", "", fmt.Errorf("replica url %q: want s3://bucket/path", u)
-	}
-	pu, err := url.Parse(u)
+// ParseURL checks an s3://bucket/path replica URL and splits it into its
+// bucket and path, trimmed of slashes. It is the one place an s3 URL is
+// checked: the config (through replica/backends) and NewClient both use it.
+// Its messages say what to write instead; none repeats a credential.
+func ParseURL(raw string) (bucket, path string, err error) {
+	u, err := url.Parse(raw)
 	if err != nil {
-		return "", "", fmt.Errorf("replica url %q: %w", u, err)
+		return "", "", fmt.Errorf("cannot parse %q; write s3://bucket/path", raw)
 	}
 	switch {
-	case pu.User != nil:
-		return "", "", fmt.Errorf("replica url %q: credentials do not belong in the url; use access-key-id/secret-access-key or the environment", redactURL(pu))
-	case pu.RawQuery != "" || pu.Fragment != "":
-		return "", "", fmt.Errorf("replica url %q: query parameters are not supported; set endpoint, region and force-path-style in the config", u)
-	case pu.Host == "":
-		return "", "", fmt.Errorf("replica url %q: missing bucket (want s3://bucket/path)", u)
-	case pu.Port() != "":
-		return "", "", fmt.Errorf("replica url %q: the host is the bucket name, not an endpoint; set endpoint in the config", u)
+	case u.Scheme != "s3":
+		return "", "", fmt.Errorf("%q is not an s3 URL; want s3://bucket/path", raw)
+	case u.User != nil:
+		return "", "", fmt.Errorf("%q holds credentials; remove them and set access-key-id and secret-access-key, or use the environment", redactURL(u))
+	case u.RawQuery != "" || u.Fragment != "":
+		return "", "", fmt.Errorf("%q has query parameters; remove them and set endpoint, region and force-path-style as keys", raw)
+	case u.Host == "":
+		return "", "", fmt.Errorf("%q has no bucket; write s3://bucket/path", raw)
+	case u.Port() != "":
+		return "", "", fmt.Errorf("%q has a port: the host is the bucket name; set the server as endpoint = \"http://host:port\"", raw)
 	}
-	path, err = cleanPath(pu.Path)
-	if err != nil {
-		return "", "", fmt.Errorf("replica url %q: %w", u, err)
+	p := strings.Trim(u.Path, "/")
+	if p == "" {
+		return "", "", fmt.Errorf("%q has no path inside the bucket; write s3://bucket/path", raw)
 	}
-	return pu.Host, path, nil
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return "", "", fmt.Errorf("%q has an empty, . or .. path segment; write s3://bucket/path", raw)
+		}
+	}
+	return u.Host, p, nil
 }
 
 func redactURL(u *url.URL) string {
 	c := *u
-	c.User = nil
+	c.User = url.User("REDACTED")
 	return c.String()
 }
 

@@ -1,4 +1,4 @@
-package litefs
+package config
 
 import (
 	"fmt"
@@ -53,7 +53,7 @@ func (ck *checker) err() error {
 		return nil
 	}
 	sort.SliceStable(ck.probs, func(i, j int) bool { return ck.probs[i].line < ck.probs[j].line })
-	e := &ConfigError{}
+	e := &Error{}
 	for i, p := range ck.probs {
 		if i == maxProblems {
 			e.Problems = append(e.Problems, fmt.Sprintf("%s: %d more problems not shown; fix the ones above first", ck.file, len(ck.probs)-i))

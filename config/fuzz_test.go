@@ -1,4 +1,4 @@
-package litefs_test
+package config_test
 
 import (
 	"bytes"
@@ -11,14 +11,14 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/litefs-dev/litefs"
+	"github.com/litefs-dev/litefs/config"
 )
 
-// FuzzParseConfig: ParseConfig never panics; every problem is one line
+// FuzzParse: Parse never panics; every problem is one line
 // naming the file; a config that parses re-validates idempotently, and
 // written back out as TOML parses to the same config.
-func FuzzParseConfig(f *testing.F) {
-	files, err := filepath.Glob(filepath.Join("testdata", "config", "*.toml"))
+func FuzzParse(f *testing.F) {
+	files, err := filepath.Glob(filepath.Join("..", "testdata", "config", "*.toml"))
 	if err != nil || len(files) == 0 {
 		f.Fatalf("no seeds in testdata/config: %v", err)
 	}
@@ -34,7 +34,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add("dbs = [{path = \"/m/db\", replica = {url = \"file:///r\"}}]\nfuse.dir = \"/m\"\ndata.dir = \"/d\"\n")
 
 	f.Fuzz(func(t *testing.T, text string) {
-		c, err := litefs.ParseConfig("f.toml", text)
+		c, err := config.Parse("f.toml", text)
 		if err != nil {
 			lines := strings.Count(text, "\n") + 1
 			for _, p := range strings.Split(err.Error(), "\n") {
@@ -58,7 +58,7 @@ func FuzzParseConfig(f *testing.F) {
 		if strings.Contains(before, "${") {
 			return // an expanded value that spells ${VAR} would be expanded again
 		}
-		c2, err := litefs.ParseConfig("f.toml", before)
+		c2, err := config.Parse("f.toml", before)
 		if err != nil {
 			t.Fatalf("the config written back does not parse: %v\nwritten:\n%s\nfrom:\n%s", err, before, text)
 		}
@@ -68,7 +68,7 @@ func FuzzParseConfig(f *testing.F) {
 	})
 }
 
-func encode(t *testing.T, c *litefs.Config) string {
+func encode(t *testing.T, c *config.Config) string {
 	var b bytes.Buffer
 	if err := toml.NewEncoder(&b).Encode(c); err != nil {
 		t.Fatalf("encode: %v", err)

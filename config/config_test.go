@@ -1,4 +1,4 @@
-package litefs_test
+package config_test
 
 import (
 	"errors"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/litefs-dev/litefs"
+	"github.com/litefs-dev/litefs/config"
 )
 
 // goodConfig is the smallest valid config; bad configs below are built by
@@ -199,23 +199,23 @@ sync-interval = "soon"
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := litefs.ParseConfig("t.toml", tt.text)
+			c, err := config.Parse("t.toml", tt.text)
 			if err == nil {
 				t.Fatalf("no error; parsed %+v\nconfig:\n%s", c, tt.text)
 			}
 			if err.Error() != tt.want {
 				t.Fatalf("error:\n%s\nwant:\n%s\nconfig:\n%s", err, tt.want, tt.text)
 			}
-			var ce *litefs.ConfigError
+			var ce *config.Error
 			if !errors.As(err, &ce) || len(ce.Problems) != strings.Count(tt.want, "\n")+1 {
-				t.Fatalf("want a *ConfigError with one problem per line, got %#v", err)
+				t.Fatalf("want a *Error with one problem per line, got %#v", err)
 			}
 		})
 	}
 }
 
 func TestConfigDefaults(t *testing.T) {
-	c, err := litefs.ParseConfig("t.toml", goodConfig)
+	c, err := config.Parse("t.toml", goodConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestConfigDefaults(t *testing.T) {
 	if c.HTTP.Addr != ":9090" || c.HTTP.ReadinessMaxLag != 0 {
 		t.Errorf("http defaults: %+v", c.HTTP)
 	}
-	if c.ShutdownTimeout != litefs.Duration(30*time.Second) {
+	if c.ShutdownTimeout != config.Duration(30*time.Second) {
 		t.Errorf("shutdown-timeout %v", c.ShutdownTimeout)
 	}
 	if len(c.DBs) != 1 {
@@ -262,12 +262,12 @@ func TestConfigDefaults(t *testing.T) {
 		t.Errorf("staging-max-bytes = %d", r.StagingMaxBytes)
 	}
 	if err := c.Validate(); err != nil {
-		t.Errorf("Validate after ParseConfig: %v", err)
+		t.Errorf("Validate after Parse: %v", err)
 	}
 }
 
 func TestConfigExplicitValues(t *testing.T) {
-	c, err := litefs.ReadConfig(filepath.Join("testdata", "config", "good-full.toml"))
+	c, err := config.Read(filepath.Join("..", "testdata", "config", "good-full.toml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,22 +291,22 @@ func TestConfigExplicitValues(t *testing.T) {
 }
 
 func TestConfigSizes(t *testing.T) {
-	for in, want := range map[string]litefs.Size{
+	for in, want := range map[string]config.Size{
 		"1048576": 1 << 20, "1MiB": 1 << 20, "1 GiB": 1 << 30, "512mib": 512 << 20,
 		"2GB": 2e9, "100MB": 100e6, "3KiB": 3 << 10, "1TiB": 1 << 40, "7B": 7,
 	} {
-		var s litefs.Size
+		var s config.Size
 		if err := s.UnmarshalText([]byte(in)); err != nil || s != want {
 			t.Errorf("%q: %d, %v; want %d", in, s, err, want)
 		}
 	}
 	for _, in := range []string{"", "1G", "1.5GiB", "-1", "GiB", "99999999999TiB"} {
-		var s litefs.Size
+		var s config.Size
 		if err := s.UnmarshalText([]byte(in)); err == nil {
 			t.Errorf("%q: no error, got %d", in, s)
 		}
 	}
-	if got := litefs.Size(1 << 30).String(); got != "1GiB" {
+	if got := config.Size(1 << 30).String(); got != "1GiB" {
 		t.Errorf("String: %s", got)
 	}
 }
@@ -330,12 +330,12 @@ func TestConfigEnv(t *testing.T) {
 		"$${LITEFS_TEST_BUCKET}":                     "$envbucket",
 		"${LITEFS_TEST_UNSET:-a}${LITEFS_TEST_SYNC}": "a0s",
 	} {
-		got, err := litefs.ExpandEnv(in)
+		got, err := config.ExpandEnv(in)
 		if err != nil || got != want {
 			t.Errorf("ExpandEnv(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	if _, err := litefs.ExpandEnv("${LITEFS_TEST_UNSET}"); err == nil ||
+	if _, err := config.ExpandEnv("${LITEFS_TEST_UNSET}"); err == nil ||
 		err.Error() != "environment variable LITEFS_TEST_UNSET is not set; set it, or write ${LITEFS_TEST_UNSET:-default} to give a default" {
 		t.Errorf("unset: %v", err)
 	}
@@ -350,7 +350,7 @@ region = "${LITEFS_TEST_UNSET:-us-east-1}"
 endpoint = "${LITEFS_TEST_UNSET:-}"
 secret-access-key = "${LITEFS_TEST_QUOTE}"
 access-key-id = "AKIA"`, 1)
-	c, err := litefs.ParseConfig("t.toml", text)
+	c, err := config.Parse("t.toml", text)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +358,7 @@ access-key-id = "AKIA"`, 1)
 	if r.URL != "s3://envbucket/db" || *r.SyncInterval != 0 || r.Region != "us-east-1" || r.Endpoint != "" || r.SecretAccessKey != `s3://b/"quoted"` {
 		t.Fatalf("expanded: %+v", r)
 	}
-	c, err = litefs.ReadConfig(filepath.Join("testdata", "config", "good-env.toml"))
+	c, err = config.Read(filepath.Join("..", "testdata", "config", "good-env.toml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,14 +369,14 @@ access-key-id = "AKIA"`, 1)
 
 func TestConfigPath(t *testing.T) {
 	t.Setenv("LITEFS_CONFIG", "")
-	if got := litefs.ConfigPath(""); got != "/etc/litefs.toml" {
+	if got := config.FilePath(""); got != "/etc/litefs.toml" {
 		t.Errorf("default: %s", got)
 	}
 	t.Setenv("LITEFS_CONFIG", "/from/env.toml")
-	if got := litefs.ConfigPath(""); got != "/from/env.toml" {
+	if got := config.FilePath(""); got != "/from/env.toml" {
 		t.Errorf("$LITEFS_CONFIG not honoured: %s", got)
 	}
-	if got := litefs.ConfigPath("/from/flag.toml"); got != "/from/flag.toml" {
+	if got := config.FilePath("/from/flag.toml"); got != "/from/flag.toml" {
 		t.Errorf("-config does not win: %s", got)
 	}
 
@@ -384,30 +384,30 @@ func TestConfigPath(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "litefs.toml")
 	t.Setenv("LITEFS_CONFIG", p)
-	_, err := litefs.ReadConfig(litefs.ConfigPath(""))
+	_, err := config.Read(config.FilePath(""))
 	if want := "config file " + p + " (from $LITEFS_CONFIG) does not exist; fix $LITEFS_CONFIG or pass -config FILE"; err == nil || err.Error() != want {
 		t.Errorf("missing $LITEFS_CONFIG file: %v\nwant: %s", err, want)
 	}
 	if err := os.WriteFile(p, []byte(goodConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c, err := litefs.ReadConfig(litefs.ConfigPath(""))
+	c, err := config.Read(config.FilePath(""))
 	if err != nil || c.Path != p {
-		t.Fatalf("ReadConfig($LITEFS_CONFIG): %v", err)
+		t.Fatalf("Read($LITEFS_CONFIG): %v", err)
 	}
 	if err := os.WriteFile(p, []byte(strings.Replace(goodConfig, "[data]", "bad = 1\n[data]", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := litefs.ReadConfig(p); err == nil || err.Error() != p+":3: fuse.bad: unknown key; [fuse] takes dir, allow-other, passthrough, debug" {
+	if _, err := config.Read(p); err == nil || err.Error() != p+":3: fuse.bad: unknown key; [fuse] takes dir, allow-other, passthrough, debug" {
 		t.Errorf("messages name the file read: %v", err)
 	}
 	t.Setenv("LITEFS_CONFIG", "")
-	_, err = litefs.ReadConfig(filepath.Join(dir, "flag.toml"))
+	_, err = config.Read(filepath.Join(dir, "flag.toml"))
 	if want := "config file " + filepath.Join(dir, "flag.toml") + " does not exist; check the -config path"; err == nil || err.Error() != want {
 		t.Errorf("missing -config file: %v", err)
 	}
-	if _, statErr := os.Stat(litefs.DefaultConfigPath); os.IsNotExist(statErr) {
-		_, err = litefs.ReadConfig(litefs.ConfigPath(""))
+	if _, statErr := os.Stat(config.DefaultPath); os.IsNotExist(statErr) {
+		_, err = config.Read(config.FilePath(""))
 		if want := "config file /etc/litefs.toml does not exist; pass -config FILE or set $LITEFS_CONFIG (there is no built-in default)"; err == nil || err.Error() != want {
 			t.Errorf("missing default file: %v", err)
 		}
@@ -415,7 +415,7 @@ func TestConfigPath(t *testing.T) {
 }
 
 func TestConfigPaths(t *testing.T) {
-	c, err := litefs.ParseConfig("t.toml", goodConfig+`
+	c, err := config.Parse("t.toml", goodConfig+`
 [[dbs]]
 path = "/var/lib/myapp/sub/../sub/app.db"
 [dbs.replica]
@@ -465,10 +465,10 @@ url = "file:///srv/replica/app"
 // TestConfigValidateInCode: a Config built in code is checked the same way,
 // without line numbers.
 func TestConfigValidateInCode(t *testing.T) {
-	c := &litefs.Config{Path: "code", FUSE: litefs.FUSEConfig{Dir: "/mnt"}, Data: litefs.DataConfig{Dir: "/data"},
-		DBs: []litefs.DBConfig{{Path: "/mnt/db", Replica: litefs.ReplicaConfig{URL: "s3://b/p", StagingMaxBytes: 1 << 30,
-			LeaseTTL: litefs.Duration(time.Second), SnapshotInterval: litefs.Duration(time.Hour), Retention: -1}}},
-		ShutdownTimeout: litefs.Duration(time.Second)}
+	c := &config.Config{Path: "code", FUSE: config.FUSEConfig{Dir: "/mnt"}, Data: config.DataConfig{Dir: "/data"},
+		DBs: []config.DBConfig{{Path: "/mnt/db", Replica: config.ReplicaConfig{URL: "s3://b/p", StagingMaxBytes: 1 << 30,
+			LeaseTTL: config.Duration(time.Second), SnapshotInterval: config.Duration(time.Hour), Retention: -1}}},
+		ShutdownTimeout: config.Duration(time.Second)}
 	err := c.Validate()
 	if want := "code: dbs[0].replica.retention: must be more than 0s; omit it for the default 72h"; err == nil || err.Error() != want {
 		t.Fatalf("Validate: %v\nwant: %s", err, want)
@@ -480,7 +480,7 @@ func TestConfigValidateInCode(t *testing.T) {
 // path).
 func TestConfigTestdata(t *testing.T) {
 	os.Unsetenv("LITEFS_TEST_UNSET_FUSE_DIR")
-	files, err := filepath.Glob(filepath.Join("testdata", "config", "*.toml"))
+	files, err := filepath.Glob(filepath.Join("..", "testdata", "config", "*.toml"))
 	if err != nil || len(files) < 8 {
 		t.Fatalf("testdata: %v %v", files, err)
 	}
@@ -496,7 +496,7 @@ func TestConfigTestdata(t *testing.T) {
 					want = append(want, strings.Replace(e, "FILE", f, 1))
 				}
 			}
-			c, err := litefs.ReadConfig(f)
+			c, err := config.Read(f)
 			switch {
 			case strings.HasPrefix(filepath.Base(f), "good-"):
 				if err != nil {

@@ -1,38 +1,4 @@
-package litefs
-
-// The config file (DESIGN §7).
-//
-// ParseConfig reads TOML in four steps:
-//
-//  1. toml.Decode into a generic map: syntax errors, with toml's line.
-//  2. A schema walk (the schema is the Config struct and its toml tags) that
-//     decodes the map into Config and reports unknown keys (with a "did you
-//     mean" for a near miss or a key written in the wrong table), wrong
-//     types, bad durations and sizes, explicit zeros where zero is nonsense,
-//     and unset environment variables.
-//  3. Defaults (DESIGN §7's table).
-//  4. Semantic checks: required keys, absolute paths, fuse.dir vs data.dir,
-//     db paths inside fuse.dir, replica URLs, one db per replica path.
-//
-// Every problem is reported, not just the first, one line each:
-//
-//	FILE:LINE: KEY: PROBLEM; WHAT TO DO
-//
-// KEY is the full key path with 0-based array indices ("dbs[1].replica.url").
-// BurntSushi/toml does not expose key positions, so a small scanner
-// (keyLines) finds the line where each key path is first written, tracking
-// [table] and [[array]] headers, dotted keys and inline tables. A problem
-// about a missing key points at the table it belongs in (line 1 when that
-// table is missing too).
-//
-// Environment variables: ${VAR} and ${VAR:-default} are expanded inside
-// string values after parsing (never in keys, comments or non-string
-// values), so an expanded value cannot change the TOML structure and line
-// numbers stay true. ${VAR} with VAR unset is an error naming VAR; set but
-// empty expands to "". ${VAR:-default} gives default when VAR is unset or
-// empty (as in sh). Anything else with a $ — a bare $, $VAR, an unclosed ${
-// — is literal, so secrets containing $ survive; there is no escape for a
-// literal "${NAME}".
+package config
 
 import (
 	"errors"
@@ -42,16 +8,17 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/litefs-dev/litefs/replica/backends"
 )
 
-// DefaultConfigPath is used when neither -config nor $LITEFS_CONFIG is given.
-const DefaultConfigPath = "/etc/litefs.toml"
+// DefaultPath is used when neither -config nor $LITEFS_CONFIG is given.
+const DefaultPath = "/etc/litefs.toml"
 
 // Config is the daemon's and restore's configuration file.
 type Config struct {
@@ -104,6 +71,15 @@ type ReplicaConfig struct {
 	StagingMaxBytes   Size      `toml:"staging-max-bytes"`
 }
 
+// Settings are the replica keys its backend needs beyond the URL.
+func (r *ReplicaConfig) Settings() backends.Settings {
+	return backends.Settings{
+		Endpoint: r.Endpoint, Region: r.Region, ForcePathStyle: r.ForcePathStyle,
+		AccessKeyID: r.AccessKeyID, SecretAccessKey: r.SecretAccessKey,
+		ConditionalWrites: r.ConditionalWrites == nil || *r.ConditionalWrites,
+	}
+}
+
 // Defaults, from DESIGN §7.
 const (
 	DefaultHTTPAddr         = ":9090"
@@ -118,123 +94,26 @@ const (
 	MinStagingMaxBytes = 1 << 20
 )
 
-// Duration is a time.Duration written as "1s", "24h".
-type Duration time.Duration
-
-func (d Duration) String() string { return time.Duration(d).String() }
-
-func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
-
-func (d *Duration) UnmarshalText(b []byte) error {
-	s := strings.TrimSpace(string(b))
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		if daysRe.MatchString(s) {
-			return fmt.Errorf("bad duration %q; there is no day unit: write hours, like \"72h\"", b)
-		}
-		return fmt.Errorf("bad duration %q; write it like \"1s\", \"500ms\" or \"24h\"", b)
-	}
-	if v < 0 {
-		return fmt.Errorf("negative duration %q; use a positive one like \"30s\"", b)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-var daysRe = regexp.MustCompile(`(?i)^[0-9.]+\s*(d|days?|w|weeks?|y|years?)$`)
-
-// Size is a byte count written as "1GiB", "512MiB", "100MB" or a plain number.
-type Size int64
-
-var sizeRe = regexp.MustCompile(`^\s*([0-9]+)\s*([A-Za-z]*)\s*$`)
-
-var sizeUnits = map[string]int64{"": 1, "b": 1,
-	"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
-	"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
-
-func (s Size) String() string {
-	for _, u := range []struct {
-		name string
-		n    int64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if s != 0 && int64(s)%u.n == 0 {
-			return strconv.FormatInt(int64(s)/u.n, 10) + u.name
-		}
-	}
-	return strconv.FormatInt(int64(s), 10)
-}
-
-func (s Size) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
-
-func (s *Size) UnmarshalText(b []byte) error {
-	m := sizeRe.FindStringSubmatch(string(b))
-	if m == nil {
-		return fmt.Errorf("bad size %q; write it like \"1GiB\", \"512MiB\" or a number of bytes", b)
-	}
-	mult, ok := sizeUnits[strings.ToLower(m[2])]
-	if !ok {
-		return fmt.Errorf("bad size %q: unknown unit %q; use B, KiB, MiB, GiB, TiB (or KB, MB, GB, TB)", b, m[2])
-	}
-	n, err := strconv.ParseInt(m[1], 10, 64)
-	if err != nil || n > (1<<63-1)/mult {
-		return fmt.Errorf("bad size %q: too large; write it like \"1GiB\"", b)
-	}
-	*s = Size(n * mult)
-	return nil
-}
-
-var envRe = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
-
-// ExpandEnv replaces ${VAR} with the variable's value and ${VAR:-default}
-// with the value, or default when VAR is unset or empty. ${VAR} with VAR
-// unset is an error naming it. Everything else (a bare $, $VAR, an unclosed
-// ${) is left alone so that secrets containing $ survive.
-func ExpandEnv(s string) (string, error) {
-	var missing []string
-	out := envRe.ReplaceAllStringFunc(s, func(m string) string {
-		sm := envRe.FindStringSubmatch(m)
-		v, ok := os.LookupEnv(sm[1])
-		if sm[2] != "" {
-			if v == "" {
-				return sm[3]
-			}
-			return v
-		}
-		if !ok {
-			missing = append(missing, sm[1])
-		}
-		return v
-	})
-	switch len(missing) {
-	case 0:
-		return out, nil
-	case 1:
-		return "", fmt.Errorf("environment variable %s is not set; set it, or write ${%s:-default} to give a default", missing[0], missing[0])
-	default:
-		return "", fmt.Errorf("environment variables %s are not set; set them, or write ${NAME:-default} to give a default", strings.Join(missing, ", "))
-	}
-}
-
-// ConfigPath picks the config file: the flag, else $LITEFS_CONFIG, else
+// FilePath picks the config file: the flag, else $LITEFS_CONFIG, else
 // /etc/litefs.toml. There is no built-in config.
-func ConfigPath(flag string) string {
+func FilePath(flag string) string {
 	if flag != "" {
 		return flag
 	}
 	if p := os.Getenv("LITEFS_CONFIG"); p != "" {
 		return p
 	}
-	return DefaultConfigPath
+	return DefaultPath
 }
 
-// ReadConfig reads, expands, parses, defaults and validates a config file.
-func ReadConfig(path string) (*Config, error) {
+// Read reads, expands, parses, defaults and validates a config file.
+func Read(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		switch {
 		case path == os.Getenv("LITEFS_CONFIG") && path != "":
 			return nil, fmt.Errorf("config file %s (from $LITEFS_CONFIG) does not exist; fix $LITEFS_CONFIG or pass -config FILE", path)
-		case path == DefaultConfigPath:
+		case path == DefaultPath:
 			return nil, fmt.Errorf("config file %s does not exist; pass -config FILE or set $LITEFS_CONFIG (there is no built-in default)", path)
 		default:
 			return nil, fmt.Errorf("config file %s does not exist; check the -config path", path)
@@ -242,23 +121,23 @@ func ReadConfig(path string) (*Config, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return ParseConfig(path, string(b))
+	return Parse(path, string(b))
 }
 
-// ConfigError lists every problem found in a config, one per line, each
+// Error lists every problem found in a config, one per line, each
 // "FILE:LINE: KEY: PROBLEM; WHAT TO DO".
-type ConfigError struct {
+type Error struct {
 	Problems []string
 }
 
-func (e *ConfigError) Error() string { return strings.Join(e.Problems, "\n") }
+func (e *Error) Error() string { return strings.Join(e.Problems, "\n") }
 
 // maxProblems bounds the list: past it, one more line says how many more.
 const maxProblems = 20
 
-// ParseConfig parses config text; path is only used in messages. The error,
-// if any, is a *ConfigError.
-func ParseConfig(path, text string) (*Config, error) {
+// Parse parses config text; path is only used in messages. The error,
+// if any, is a *Error.
+func Parse(path, text string) (*Config, error) {
 	ck := &checker{file: path, text: text, hasText: true, defined: map[string]bool{}}
 	var raw map[string]any
 	if _, err := toml.Decode(text, &raw); err != nil {
@@ -373,7 +252,7 @@ func (c *Config) check(ck *checker) {
 
 		if r.URL == "" {
 			ck.missing(at+".replica.url", "set url under [dbs.replica] to s3://bucket/path or file:///dir")
-		} else if key, err := replicaKey(r.URL); err != nil {
+		} else if key, err := backends.Key(r.URL); err != nil {
 			ck.add(at+".replica.url", "%v", err)
 		} else if j, ok := replicas[key]; ok {
 			ck.add(at+".replica.url", "%s is the same replica path as dbs[%d]'s %s; give each database its own replica path", r.URL, j, c.DBs[j].Replica.URL)
@@ -447,58 +326,6 @@ func (c *Config) FindDB(path string) (*DBConfig, error) {
 		have = append(have, db.Path)
 	}
 	return nil, fmt.Errorf("database %s is not in %s (it has: %s)", path, c.Path, strings.Join(have, ", "))
-}
-
-// replicaKey checks a replica URL and normalises it so that two spellings of
-// one path collide: file:///a/ and file:///a, s3://b/p and s3://b/p/.
-func replicaKey(raw string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "", fmt.Errorf("cannot parse %q; write s3://bucket/path or file:///dir", raw)
-	}
-	switch u.Scheme {
-	case "file":
-		switch {
-		case u.Host != "":
-			return "", fmt.Errorf("%q has a host (%q); write file:///absolute/dir, with three slashes", raw, u.Host)
-		case u.Path == "" || !strings.HasPrefix(u.Path, "/"):
-			return "", fmt.Errorf("%q has no absolute directory; write file:///absolute/dir", raw)
-		case u.RawQuery != "" || u.Fragment != "":
-			return "", fmt.Errorf("%q has a query or fragment; write file:///absolute/dir", raw)
-		}
-		return "file://" + filepath.Clean(u.Path), nil
-	case "s3":
-		switch {
-		case u.User != nil:
-			return "", fmt.Errorf("%q holds credentials; remove them and set access-key-id and secret-access-key, or use the environment", redactUser(u))
-		case u.RawQuery != "" || u.Fragment != "":
-			return "", fmt.Errorf("%q has query parameters; remove them and set endpoint, region and force-path-style as keys", raw)
-		case u.Host == "":
-			return "", fmt.Errorf("%q has no bucket; write s3://bucket/path", raw)
-		case u.Port() != "":
-			return "", fmt.Errorf("%q has a port: the host is the bucket name; set the server as endpoint = \"http://host:port\"", raw)
-		}
-		p := strings.Trim(u.Path, "/")
-		if p == "" {
-			return "", fmt.Errorf("%q has no path inside the bucket; write s3://bucket/path", raw)
-		}
-		for _, seg := range strings.Split(p, "/") {
-			if seg == "" || seg == "." || seg == ".." {
-				return "", fmt.Errorf("%q has an empty, . or .. path segment; write s3://bucket/path", raw)
-			}
-		}
-		return "s3://" + u.Host + "/" + p, nil
-	case "":
-		return "", fmt.Errorf("%q has no scheme; use s3://bucket/path or file:///dir", raw)
-	default:
-		return "", fmt.Errorf("unknown scheme %q in %q; use s3://bucket/path or file:///dir", u.Scheme, raw)
-	}
-}
-
-func redactUser(u *url.URL) string {
-	c := *u
-	c.User = url.User("REDACTED")
-	return c.String()
 }
 
 // isInside says whether clean absolute path a is strictly inside b.
