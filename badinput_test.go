@@ -9,13 +9,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/litefs-dev/litefs/internal/daemon"
+
 	"github.com/litefs-dev/litefs"
 	"github.com/litefs-dev/litefs/config"
 )
 
 func startErr(t *testing.T, e *env) error {
 	t.Helper()
-	dm := litefs.NewDaemon(e.config(), testLogger(t))
+	dm := daemon.New(e.config(), testLogger(t))
 	err := dm.Start(context.Background())
 	if err == nil {
 		_ = dm.Shutdown(context.Background())

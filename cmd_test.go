@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/litefs-dev/litefs/internal/daemon"
+
 	"github.com/superfly/ltx"
 
-	"github.com/litefs-dev/litefs"
 	"github.com/litefs-dev/litefs/config"
 	"github.com/litefs-dev/litefs/replica"
 )
@@ -46,7 +47,7 @@ func TestRetention(t *testing.T) {
 	clock := &fakeClock{now: time.Now()}
 	cfg := e.config()
 	cfg.DBs[0].Replica.Retention = config.Duration(time.Hour)
-	dm := litefs.NewDaemon(cfg, testLogger(t))
+	dm := daemon.New(cfg, testLogger(t))
 	dm.Now = clock.Now
 	if err := dm.Start(context.Background()); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/litefs-dev/litefs/internal/daemon"
+
 	"github.com/litefs-dev/litefs"
 	"github.com/litefs-dev/litefs/config"
 	"github.com/litefs-dev/litefs/wal"
@@ -183,13 +185,13 @@ func kernelStacks(pid int) string {
 
 // startInProcess starts the daemon in this process with the same config,
 // its log captured in logs.
-func (c *crashEnv) startInProcess(logs *syncBuf) *litefs.Daemon {
+func (c *crashEnv) startInProcess(logs *syncBuf) *daemon.Daemon {
 	c.t.Helper()
 	cfg, err := config.Parse("crash.toml", c.text(""))
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	dm := litefs.NewDaemon(cfg, logTo(logs))
+	dm := daemon.New(cfg, logTo(logs))
 	if err := dm.Start(context.Background()); err != nil {
 		c.t.Fatalf("start daemon: %v\n%s", err, logs)
 	}

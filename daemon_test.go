@@ -14,9 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/litefs-dev/litefs/internal/daemon"
+
 	"github.com/superfly/ltx"
 
-	"github.com/litefs-dev/litefs"
 	"github.com/litefs-dev/litefs/replica"
 )
 
@@ -77,9 +78,9 @@ func (e *env) restoreLatest() string {
 }
 
 // startLogged starts the daemon with its log captured.
-func (e *env) startLogged(w *syncBuf) *litefs.Daemon {
+func (e *env) startLogged(w *syncBuf) *daemon.Daemon {
 	e.t.Helper()
-	dm := litefs.NewDaemon(e.config(), logTo(w))
+	dm := daemon.New(e.config(), logTo(w))
 	if err := dm.Start(context.Background()); err != nil {
 		e.t.Fatalf("start daemon: %v\n%s", err, w.String())
 	}

@@ -102,7 +102,7 @@ type DB struct {
 
 	leaseWait atomic.Pointer[leaseWaitError] // set while another writer holds the lease
 
-	Metrics dbMetrics
+	Metrics Metrics
 }
 
 // Name is the database's path relative to the data dir.
@@ -198,7 +198,7 @@ func (d *DB) stageTxn(txn *wal.Txn) error {
 	d.pos = posFromHeader(hdr, d.sums.Checksum())
 	d.posDirty = true
 	d.indexPages(txn.Pages)
-	d.Metrics.staged(start, d.now(), len(d.recBuf), txid)
+	d.Metrics.unsent.push(txid, start)
 	d.wake()
 	return nil
 }
@@ -261,4 +261,23 @@ func (d *DB) nextSnapshotTXID() ltx.TXID {
 	return txid + 1
 }
 
-var errFenced = errors.New("fenced")
+// ErrFenced is in the error State reports once another writer owns the
+// replica and this database stopped uploading.
+var ErrFenced = errors.New("fenced")
+
+// SetMountPath tells the database where the app sees it through the FUSE
+// mount ("" once unmounted): a snapshot pins the WAL there with a read lock,
+// as a reader would.
+func (d *DB) SetMountPath(p string) {
+	if p == "" {
+		d.mountPath.Store(nil)
+		return
+	}
+	d.mountPath.Store(&p)
+}
+
+// Path is the database file in the data dir.
+func (d *DB) Path() string { return d.path }
+
+// StagingBytes is what staging holds that the replica has not confirmed.
+func (d *DB) StagingBytes() int64 { return d.stage.bytes() }

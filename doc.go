@@ -1,5 +1,7 @@
-// Package litefs holds the domain types every part of litefs shares and the
-// daemon that ties them together.
+// Package litefs is the replicated database: DB joins a database's capture
+// (the WAL hooks the FUSE loopback calls) to its uploader (the lease, the
+// snapshot policy, retention, uploads to the replica). internal/daemon opens
+// one per configured database.
 //
 // Data flows one way: fs → wal → litefs.DB → staging → replica.
 //
@@ -20,5 +22,5 @@
 // TXIDs never go back on one replica path: a database that does not continue
 // the replica's history gets a new snapshot 1-<N+1>.
 //
-// Callers: cmd/litefs (Daemon).
+// Callers: internal/daemon (litefs mount), fs (through the fs.DB interface).
 package litefs

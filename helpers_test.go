@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/litefs-dev/litefs/internal/daemon"
+
 	_ "github.com/mattn/go-sqlite3"
 	"github.com/superfly/ltx"
 
@@ -33,7 +35,7 @@ type env struct {
 	replicaDir string
 	syncInt    string
 	extra      string // extra [[dbs]] keys
-	dm         *litefs.Daemon
+	dm         *daemon.Daemon
 }
 
 func requireFUSE(t testing.TB) {
@@ -99,9 +101,9 @@ func testLogger(t testing.TB) *slog.Logger {
 }
 
 // start mounts; the daemon is shut down at cleanup if the test did not.
-func (e *env) start() *litefs.Daemon {
+func (e *env) start() *daemon.Daemon {
 	e.t.Helper()
-	dm := litefs.NewDaemon(e.config(), testLogger(e.t))
+	dm := daemon.New(e.config(), testLogger(e.t))
 	if err := dm.Start(context.Background()); err != nil {
 		e.t.Fatalf("start daemon: %v", err)
 	}

@@ -82,7 +82,7 @@ func (d *DB) ensureLease(ctx context.Context) error {
 		l, err := d.leaser.RenewLease(ctx, d.lease, d.leaseTTL, now)
 		if errors.Is(err, s3.ErrLeaseLost) {
 			d.lease = nil
-			return fmt.Errorf("%w: lease on the replica was taken by another writer: %v", errFenced, err)
+			return fmt.Errorf("%w: lease on the replica was taken by another writer: %v", ErrFenced, err)
 		} else if err != nil {
 			if now.Before(d.lease.Expires.Add(-d.leaseMargin())) {
 				return nil // still ours for a while; renew again next time

@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/litefs-dev/litefs/internal/daemon"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/superfly/ltx"
@@ -94,7 +96,7 @@ func (e *s3env) writeConfig(text string) string {
 
 // start runs the daemon in this process; its log goes to e.logs (and to
 // stderr with -v).
-func (e *s3env) start() *litefs.Daemon {
+func (e *s3env) start() *daemon.Daemon {
 	e.t.Helper()
 	text := e.configText()
 	e.writeConfig(text)
@@ -106,7 +108,7 @@ func (e *s3env) start() *litefs.Daemon {
 	if testing.Verbose() {
 		w = io.MultiWriter(e.logs, prefixWriter(os.Stderr, e.t.Name()+"/"+filepath.Base(e.root)+": "))
 	}
-	dm := litefs.NewDaemon(cfg, slog.New(slog.NewTextHandler(w, nil)))
+	dm := daemon.New(cfg, slog.New(slog.NewTextHandler(w, nil)))
 	if err := dm.Start(context.Background()); err != nil {
 		e.t.Fatalf("start daemon: %v\nlog:\n%s", err, e.logs)
 	}

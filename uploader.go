@@ -70,10 +70,10 @@ func (d *DB) Run(ctx context.Context) {
 			// Look again every second: a clean stop of the other writer
 			// releases the lease long before it expires.
 			backoff, pending = min(max(time.Until(held.expires), minBackoff), leasePoll), true
-		case errors.Is(err, replica.ErrConflict) || errors.Is(err, errFenced):
+		case errors.Is(err, replica.ErrConflict) || errors.Is(err, ErrFenced):
 			d.lease = nil // not ours to release any more
 			d.mu.Lock()
-			d.stop(fmt.Errorf("%w: another writer owns the replica of %s; uploads stopped and nothing was overwritten: %v", errFenced, d.name, err))
+			d.stop(fmt.Errorf("%w: another writer owns the replica of %s; uploads stopped and nothing was overwritten: %v", ErrFenced, d.name, err))
 			d.mu.Unlock()
 			return
 		default:
@@ -179,13 +179,11 @@ func (d *DB) upload(ctx context.Context, f frozenFile) error {
 		return fmt.Errorf("upload %s: %w", key, err)
 	}
 	defer r.Close()
-	start := d.now()
 	if _, err := d.client.WriteLTXFile(ctx, f.Level, f.Min, f.Max, r); err != nil {
 		return fmt.Errorf("upload %s: %w", key, err)
 	}
 	d.Metrics.UploadOK.Add(1)
 	d.Metrics.UploadedBytes.Add(uint64(f.Size))
-	d.Metrics.LastUploadNanos.Store(int64(d.now().Sub(start)))
 	d.repMu.Lock()
 	if f.Max > d.replicaPos.TXID {
 		d.replicaPos = Pos{TXID: f.Max, Checksum: post}
@@ -213,7 +211,7 @@ func (d *DB) upload(ctx context.Context, f frozenFile) error {
 func (d *DB) fenced() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.state == StateStopped && errors.Is(d.err, errFenced) {
+	if d.state == StateStopped && errors.Is(d.err, ErrFenced) {
 		return d.err
 	}
 	return nil
@@ -237,7 +235,7 @@ func (d *DB) checkReplicaAfterLease(ctx context.Context) error {
 	d.repMu.Unlock()
 	switch {
 	case moved && d.leasedBefore:
-		return fmt.Errorf("%w: another writer advanced the replica to TXID %d while our lease had lapsed", errFenced, remote.TXID)
+		return fmt.Errorf("%w: another writer advanced the replica to TXID %d while our lease had lapsed", ErrFenced, remote.TXID)
 	case moved:
 		d.logger.Warn("another writer advanced the replica while we waited for the lease; taking a new snapshot that continues its TXIDs", "replica_txid", remote.TXID)
 		d.needRebase.Store(true)

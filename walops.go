@@ -54,9 +54,10 @@ var opBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096+wal.FrameHead
 // errShuttingDown answers WAL changes once shutdown began.
 var errShuttingDown = fmt.Errorf("litefs is shutting down: %w", syscall.EIO)
 
-// refuseWrites makes every later WAL change fail; the ones already made are
-// applied and staged.
-func (d *DB) refuseWrites() {
+// RefuseWrites makes every later WAL change fail; the ones already made are
+// applied and staged. The daemon calls it first on shutdown: a commit
+// acknowledged after it could not be uploaded before the process exits.
+func (d *DB) RefuseWrites() {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
 	d.closing = true

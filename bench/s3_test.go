@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/litefs-dev/litefs/internal/daemon"
+
 	"github.com/superfly/ltx"
 
 	"github.com/litefs-dev/litefs"
@@ -22,7 +24,7 @@ import (
 const idleEnv = "LITEFS_BENCH_IDLE"
 
 // s3Target is the daemon replicating to versitygw through a counting proxy.
-func s3Target(b *testing.B, syncInterval string) (*litefs.Daemon, *s3test.Proxy, string) {
+func s3Target(b *testing.B, syncInterval string) (*daemon.Daemon, *s3test.Proxy, string) {
 	requireFUSE(b)
 	srv := s3test.StartVersityGW(b)
 	p := s3test.StartProxy(b, srv.Endpoint)

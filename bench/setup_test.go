@@ -15,9 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/litefs-dev/litefs/internal/daemon"
+
 	_ "github.com/mattn/go-sqlite3"
 
-	"github.com/litefs-dev/litefs"
 	"github.com/litefs-dev/litefs/config"
 	"github.com/litefs-dev/litefs/fs"
 )
@@ -79,7 +80,7 @@ func loopbackTarget(b *testing.B, passthrough bool) target {
 }
 
 // litefsTarget is the daemon replicating to a file replica.
-func litefsTarget(b *testing.B, passthrough bool, syncInterval string) (target, *litefs.Daemon) {
+func litefsTarget(b *testing.B, passthrough bool, syncInterval string) (target, *daemon.Daemon) {
 	requireFUSE(b)
 	dir := b.TempDir()
 	cfg, err := config.Parse("bench.toml", fmt.Sprintf(`
@@ -100,7 +101,7 @@ sync-interval = %q
 		b.Fatal(err)
 	}
 	os.MkdirAll(cfg.Data.Dir, 0o755)
-	dm := litefs.NewDaemon(cfg, quiet)
+	dm := daemon.New(cfg, quiet)
 	if err := dm.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}

@@ -17,9 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/litefs-dev/litefs/internal/daemon"
+
 	"github.com/superfly/ltx"
 
-	"github.com/litefs-dev/litefs"
 	"github.com/litefs-dev/litefs/config"
 	"github.com/litefs-dev/litefs/internal/s3test"
 	"github.com/litefs-dev/litefs/replica"
@@ -418,7 +419,7 @@ func httptestAddr() string {
 // s3Daemon starts the daemon replicating to srv through endpoint (srv's own,
 // or a proxy's in front of it); prepare runs on the data dir first (to put a
 // database there). Returns the daemon and its directory (data/, mnt/).
-func s3Daemon(b *testing.B, srv *s3test.Server, endpoint, syncInterval string, prepare func(dataDir string)) (*litefs.Daemon, string) {
+func s3Daemon(b *testing.B, srv *s3test.Server, endpoint, syncInterval string, prepare func(dataDir string)) (*daemon.Daemon, string) {
 	dir := b.TempDir()
 	data := filepath.Join(dir, "data")
 	os.MkdirAll(data, 0o755)
@@ -444,7 +445,7 @@ sync-interval = %q
 	if err != nil {
 		b.Fatal(err)
 	}
-	dm := litefs.NewDaemon(cfg, quiet)
+	dm := daemon.New(cfg, quiet)
 	if err := dm.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}

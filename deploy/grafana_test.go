@@ -15,7 +15,7 @@ import (
 // exports.
 func exportedMetrics(t *testing.T) map[string][]string {
 	t.Helper()
-	files, err := filepath.Glob("../*.go")
+	files, err := filepath.Glob("../internal/daemon/*.go")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func exportedMetrics(t *testing.T) map[string][]string {
 		}
 	}
 	if len(m) == 0 {
-		t.Fatal("found no prometheus.NewDesc calls in ../*.go: update exportedMetrics")
+		t.Fatal("found no prometheus.NewDesc calls in ../internal/daemon/*.go: update exportedMetrics")
 	}
 	return m
 }

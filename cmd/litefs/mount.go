@@ -13,8 +13,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/litefs-dev/litefs"
 	"github.com/litefs-dev/litefs/config"
+	"github.com/litefs-dev/litefs/internal/daemon"
 )
 
 // mountCommand runs the daemon until SIGTERM/SIGINT (or until -exec's
@@ -51,7 +51,7 @@ func mountCommand(args []string, stderr io.Writer) int {
 		case <-startCtx.Done():
 		}
 	}()
-	dm := litefs.NewDaemon(cfg, logger)
+	dm := daemon.New(cfg, logger)
 	err = dm.Start(startCtx)
 	cancelStart()
 	if err != nil {

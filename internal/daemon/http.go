@@ -1,4 +1,4 @@
-package litefs
+package daemon
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package litefs
+package daemon
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/litefs-dev/litefs"
 	"github.com/litefs-dev/litefs/config"
 	"github.com/litefs-dev/litefs/fs"
 	"github.com/litefs-dev/litefs/replica/backends"
@@ -24,7 +25,7 @@ type Daemon struct {
 	cfg    *config.Config
 	logger *slog.Logger
 
-	dbs    []*DB
+	dbs    []*litefs.DB
 	server *fs.Server
 	http   *http.Server
 	ln     net.Listener
@@ -39,12 +40,13 @@ type Daemon struct {
 	mounted bool
 }
 
-func NewDaemon(cfg *config.Config, logger *slog.Logger) *Daemon {
+// New returns a daemon for cfg; Start opens and mounts.
+func New(cfg *config.Config, logger *slog.Logger) *Daemon {
 	return &Daemon{cfg: cfg, logger: logger}
 }
 
 // DBs returns the replicated databases, in config order.
-func (dm *Daemon) DBs() []*DB { return dm.dbs }
+func (dm *Daemon) DBs() []*litefs.DB { return dm.dbs }
 
 // HTTPAddr is the address the HTTP server listens on ("" when off).
 func (dm *Daemon) HTTPAddr() string {
@@ -71,7 +73,7 @@ func (dm *Daemon) Start(ctx context.Context) (err error) {
 			}
 		}
 	}()
-	owner, err := VolumeID(cfg.Data.Dir)
+	owner, err := litefs.VolumeID(cfg.Data.Dir)
 	if err != nil {
 		return err
 	}
@@ -85,7 +87,7 @@ func (dm *Daemon) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("database %s: %w", dc.Path, err)
 		}
-		db, err := OpenDB(ctx, DBOptions{
+		db, err := litefs.OpenDB(ctx, litefs.DBOptions{
 			Name: name, DataDir: cfg.Data.Dir, Client: client,
 			SyncInterval: time.Duration(*dc.Replica.SyncInterval),
 			AllowEmptyDB: dc.AllowEmptyDB, Logger: dm.logger, Owner: owner, Now: dm.Now,
@@ -121,8 +123,7 @@ func (dm *Daemon) Start(ctx context.Context) (err error) {
 	}
 	dm.server = server
 	for _, db := range dm.dbs {
-		p := filepath.Join(cfg.FUSE.Dir, filepath.FromSlash(db.Name()))
-		db.mountPath.Store(&p)
+		db.SetMountPath(filepath.Join(cfg.FUSE.Dir, filepath.FromSlash(db.Name())))
 	}
 	dm.mu.Lock()
 	dm.mounted = true
@@ -148,7 +149,7 @@ func (dm *Daemon) Shutdown(ctx context.Context) error {
 	// From here on the WAL refuses writes: a commit acknowledged now could
 	// not be uploaded before we exit, and the app must not believe it safe.
 	for _, db := range dm.dbs {
-		db.refuseWrites()
+		db.RefuseWrites()
 	}
 	if dm.cancel != nil {
 		dm.cancel()
@@ -156,7 +157,7 @@ func (dm *Daemon) Shutdown(ctx context.Context) error {
 	dm.wg.Wait()
 	var errs []error
 	for _, db := range dm.dbs {
-		db.mountPath.Store(nil)
+		db.SetMountPath("")
 	}
 	if dm.server != nil {
 		if err := dm.server.Unmount(); err != nil {
@@ -191,7 +192,7 @@ func (dm *Daemon) Ready() error {
 	}
 	maxLag := time.Duration(dm.cfg.HTTP.ReadinessMaxLag)
 	for _, db := range dm.dbs {
-		if st, err := db.State(); st == StateStopped {
+		if st, err := db.State(); st == litefs.StateStopped {
 			return fmt.Errorf("database %s: %v", db.Name(), err)
 		}
 		if lag := db.Lag(time.Now()); maxLag > 0 && lag > maxLag {
