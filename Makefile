@@ -55,7 +55,7 @@ fuzz:
 # fuzzing engine has timed out their workers, so make test runs their seed
 # corpora (in go test) and fuzz-io fuzzes them.
 fuzz-io:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./staging/
 	$(GO) test -run '^$$' -fuzz '^FuzzRestoreLTX$$' -fuzztime $(FUZZTIME) ./replica/
 
 test: deps vet

@@ -19,9 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/litefs-dev/litefs/staging"
+
 	"github.com/litefs-dev/litefs/internal/daemon"
 
-	"github.com/litefs-dev/litefs"
 	"github.com/litefs-dev/litefs/config"
 	"github.com/litefs-dev/litefs/wal"
 )
@@ -532,7 +533,7 @@ func TestCrashKill9(t *testing.T) {
 func crashDiag(t *testing.T, dataDir string, replicaMax uint64) string {
 	t.Helper()
 	var b strings.Builder
-	stage := filepath.Join(dataDir, litefs.StagingDirName, "db")
+	stage := filepath.Join(dataDir, staging.DirName, "db")
 	pos, _ := os.ReadFile(filepath.Join(stage, "pos"))
 	fmt.Fprintf(&b, "replica max TXID %d\npos file: %s\n", replicaMax, pos)
 	_ = filepath.WalkDir(stage, func(path string, d os.DirEntry, err error) error {

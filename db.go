@@ -11,7 +11,7 @@ import (
 	"github.com/superfly/ltx"
 
 	"github.com/litefs-dev/litefs/replica"
-	"github.com/litefs-dev/litefs/replica/s3"
+	"github.com/litefs-dev/litefs/staging"
 	"github.com/litefs-dev/litefs/wal"
 )
 
@@ -43,7 +43,7 @@ type DB struct {
 	client       replica.ReplicaClient
 	logger       *slog.Logger
 	now          func() time.Time
-	stage        *staging
+	stage        *staging.Log
 	syncInterval time.Duration
 	allowEmpty   bool
 
@@ -62,10 +62,9 @@ type DB struct {
 	atRest   *fileStamp // the database file when the WAL was last emptied
 	tracker  *wal.Tracker
 	sums     *pageSums
-	pos      Pos // the last staged transaction
+	pos      staging.Pos // the last staged transaction
 	state    DBState
 	err      error
-	recBuf   []byte
 	undo     sumUndo
 	posDirty bool // pos changed since the last durable pos write
 
@@ -75,11 +74,7 @@ type DB struct {
 	retentionDue   bool
 	retentionSince time.Time
 	repMu          sync.Mutex
-	replicaPos     Pos // what the replica holds (max TXID)
-
-	posFileMu  sync.Mutex
-	posWritten ltx.TXID
-	posDurable bool
+	replicaPos     staging.Pos // what the replica holds (max TXID)
 
 	// walIndex maps each page committed in the current WAL generation to the
 	// frame holding its latest version: a snapshot overlays them on the
@@ -87,10 +82,10 @@ type DB struct {
 	walIndex map[uint32]int64
 
 	// Owned by the uploader goroutine (Run, Flush).
-	leaser        leaser
+	leaser        replica.Leaser // nil: no fencing
 	owner         string
 	leaseTTL      time.Duration
-	lease         *s3.Lease
+	lease         *replica.Lease
 	leasedBefore  bool // we held the lease on this replica since start-up
 	snapInterval  time.Duration
 	retention     time.Duration
@@ -117,7 +112,7 @@ func (d *DB) State() (DBState, error) {
 
 // Pos is the last staged position, once every write already in the WAL was
 // applied.
-func (d *DB) Pos() Pos {
+func (d *DB) Pos() staging.Pos {
 	d.drain()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -125,7 +120,7 @@ func (d *DB) Pos() Pos {
 }
 
 // ReplicaPos is the newest position the replica confirmed.
-func (d *DB) ReplicaPos() Pos {
+func (d *DB) ReplicaPos() staging.Pos {
 	d.repMu.Lock()
 	defer d.repMu.Unlock()
 	return d.replicaPos
@@ -139,20 +134,6 @@ func (d *DB) stop(err error) {
 	}
 	d.state, d.err = StateStopped, err
 	d.logger.Error("replication stopped", "reason", err)
-}
-
-// writePos writes the pos file unless a newer position is already there.
-func (d *DB) writePos(p Pos, durable bool) error {
-	d.posFileMu.Lock()
-	defer d.posFileMu.Unlock()
-	if p.TXID < d.posWritten || (p.TXID == d.posWritten && (d.posDurable || !durable)) {
-		return nil
-	}
-	if err := writePosFile(d.stage.posPath(), p, durable); err != nil {
-		return err
-	}
-	d.posWritten, d.posDurable = p.TXID, durable
-	return nil
 }
 
 // onCommit is the tracker's callback, called with d.mu held.
@@ -189,13 +170,12 @@ func (d *DB) stageTxn(txn *wal.Txn) error {
 		WALSalt1:         txn.Salt1,
 		WALSalt2:         txn.Salt2,
 	}
-	d.recBuf = appendRecord(append(d.recBuf[:0], make([]byte, recordHeaderSize)...), hdr, d.sums.Checksum(), txn.Pages)
-	frame(d.recBuf)
-	if err := d.stage.append(d.recBuf); err != nil {
+	pos, err := d.stage.Append(hdr, d.sums.Checksum(), txn.Pages)
+	if err != nil {
 		d.sums.undo(&d.undo)
 		return err
 	}
-	d.pos = posFromHeader(hdr, d.sums.Checksum())
+	d.pos = pos
 	d.posDirty = true
 	d.indexPages(txn.Pages)
 	d.Metrics.unsent.push(txid, start)
@@ -244,7 +224,7 @@ func (d *DB) startReplicating(txn *wal.Txn) error {
 	d.noteSnapshot(txid)
 	d.Metrics.unsent.push(txid, d.now())
 	d.indexPages(txn.Pages)
-	d.pos = Pos{TXID: txid, Checksum: sums.Checksum(), WALSalt1: txn.Salt1, WALSalt2: txn.Salt2, WALOffset: txn.Offset, WALSize: txn.Size}
+	d.pos = staging.Pos{TXID: txid, Checksum: sums.Checksum(), WALSalt1: txn.Salt1, WALSalt2: txn.Salt2, WALOffset: txn.Offset, WALSize: txn.Size}
 	d.posDirty = true
 	d.state = StateReplicating
 	d.logger.Info("replicating new database", "snapshot_txid", txid)
@@ -280,4 +260,4 @@ func (d *DB) SetMountPath(p string) {
 func (d *DB) Path() string { return d.path }
 
 // StagingBytes is what staging holds that the replica has not confirmed.
-func (d *DB) StagingBytes() int64 { return d.stage.bytes() }
+func (d *DB) StagingBytes() int64 { return d.stage.Bytes() }

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/litefs-dev/litefs/staging"
+
 	"github.com/litefs-dev/litefs/internal/daemon"
 
 	_ "github.com/mattn/go-sqlite3"
@@ -158,7 +160,7 @@ func mustExec(t testing.TB, db interface {
 }
 
 // flush uploads everything staged and returns the position.
-func (e *env) flush() litefs.Pos {
+func (e *env) flush() staging.Pos {
 	e.t.Helper()
 	if err := e.db().Flush(context.Background()); err != nil {
 		e.t.Fatalf("flush: %v", err)

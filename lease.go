@@ -11,19 +11,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/litefs-dev/litefs/replica/s3"
+	"github.com/litefs-dev/litefs/replica"
+	"github.com/litefs-dev/litefs/staging"
 
 	"github.com/litefs-dev/litefs/internal/durable"
 )
-
-// leaser is a replica that fences writers with a lease object (S3 with
-// conditional writes). One writer per replica path: uploads happen only
-// inside the lease, minus a margin for clock skew.
-type leaser interface {
-	AcquireLease(ctx context.Context, owner string, ttl time.Duration, now time.Time) (*s3.Lease, error)
-	RenewLease(ctx context.Context, l *s3.Lease, ttl time.Duration, now time.Time) (*s3.Lease, error)
-	ReleaseLease(ctx context.Context, l *s3.Lease) error
-}
 
 // leaseWaitError: another owner's lease is valid; retry after it expires.
 type leaseWaitError struct {
@@ -40,7 +32,7 @@ func (e *leaseWaitError) Error() string {
 // creating it: a daemon restarted on the same volume takes its own lease
 // back at once, another volume waits out the TTL.
 func VolumeID(dataDir string) (string, error) {
-	path := filepath.Join(dataDir, StagingDirName, "id")
+	path := filepath.Join(dataDir, staging.DirName, "id")
 	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
 		return strings.TrimSpace(string(b)), nil
 	}
@@ -80,7 +72,7 @@ func (d *DB) ensureLease(ctx context.Context) error {
 	}
 	if d.lease != nil {
 		l, err := d.leaser.RenewLease(ctx, d.lease, d.leaseTTL, now)
-		if errors.Is(err, s3.ErrLeaseLost) {
+		if errors.Is(err, replica.ErrLeaseLost) {
 			d.lease = nil
 			return fmt.Errorf("%w: lease on the replica was taken by another writer: %v", ErrFenced, err)
 		} else if err != nil {
@@ -102,7 +94,7 @@ func (d *DB) ensureLease(ctx context.Context) error {
 	// Another owner's lease counts as valid for a margin past its expiry:
 	// its clock may be behind ours.
 	l, err := d.leaser.AcquireLease(ctx, d.owner, d.leaseTTL, now.Add(-d.leaseMargin()))
-	var held *s3.LeaseHeldError
+	var held *replica.LeaseHeldError
 	if errors.As(err, &held) {
 		return &leaseWaitError{owner: held.Owner, expires: held.Expires.Add(d.leaseMargin())}
 	} else if err != nil {

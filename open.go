@@ -14,8 +14,9 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 	"github.com/superfly/ltx"
 
+	"github.com/litefs-dev/litefs/internal/vfs"
 	"github.com/litefs-dev/litefs/replica"
-	"github.com/litefs-dev/litefs/replica/s3"
+	"github.com/litefs-dev/litefs/staging"
 	"github.com/litefs-dev/litefs/wal"
 )
 
@@ -34,9 +35,6 @@ type DBOptions struct {
 	Logger           *slog.Logger
 	Now              func() time.Time // nil = time.Now
 }
-
-// StagingDirName is the hidden directory under the data dir.
-const StagingDirName = ".litefs"
 
 // OpenDB runs the start-up sequence (DESIGN §5) for one database before the
 // filesystem is mounted, while the daemon alone owns its files:
@@ -71,28 +69,23 @@ func OpenDB(ctx context.Context, opt DBOptions) (*DB, error) {
 		snapInterval: opt.SnapshotInterval,
 		retention:    opt.Retention,
 	}
-	if l, ok := opt.Client.(leaser); ok && opt.LeaseTTL > 0 {
-		if c, ok := opt.Client.(*s3.Client); !ok || c.Config().ConditionalWrites {
-			d.leaser = l
-		} else {
-			d.logger.Warn("conditional writes are off for this replica: fencing is off, nothing stops a second writer")
+	if opt.LeaseTTL > 0 {
+		l, err := replica.LeaserOf(opt.Client)
+		if err != nil {
+			d.logger.Warn("fencing is off, nothing stops a second writer", "reason", err)
 		}
+		d.leaser = l
 	}
 	d.tracker = wal.NewTracker(d.onCommit)
 	d.queue.cond.L = &d.queue.mu
 	d.applyDone = make(chan struct{})
-	stage, stagePos, err := openStaging(filepath.Join(opt.DataDir, StagingDirName, filepath.FromSlash(opt.Name)))
+	stage, stagePos, err := staging.Open(vfs.Default, filepath.Join(opt.DataDir, staging.DirName, filepath.FromSlash(opt.Name)), d.logger)
 	if err != nil {
 		return nil, fmt.Errorf("open staging of %s: %w", opt.Name, err)
 	}
 	d.stage = stage
-	d.stage.onFrozen = func(p Pos) {
-		if err := d.writePos(p, false); err != nil {
-			d.logger.Warn("cannot write the position file", "err", err)
-		}
-	}
 	if err := d.open(ctx, stagePos); err != nil {
-		stage.close()
+		stage.Close()
 		return nil, err
 	}
 	go func() {
@@ -102,8 +95,8 @@ func OpenDB(ctx context.Context, opt DBOptions) (*DB, error) {
 	return d, nil
 }
 
-func (d *DB) open(ctx context.Context, stagePos Pos) error {
-	filePos, err := readPosFile(d.stage.posPath())
+func (d *DB) open(ctx context.Context, stagePos staging.Pos) error {
+	filePos, err := d.stage.ReadPos()
 	if err != nil {
 		return err
 	}
@@ -112,16 +105,15 @@ func (d *DB) open(ctx context.Context, stagePos Pos) error {
 		return fmt.Errorf("read replica of %s: %w", d.name, err)
 	}
 	d.replicaPos, d.snap, d.uploadedSince = repPos, snap, since
-	if staged, err := d.stage.frozen(); err == nil {
+	if staged, err := d.stage.Frozen(); err == nil {
 		for _, f := range staged {
 			if f.Level == replica.SnapshotLevel && f.Max > d.snap.TXID {
 				d.snap, d.uploadedSince = snapshotInfo{TXID: f.Max, Time: d.now()}, 0
 			}
 		}
 	}
-	pos := newer(newer(filePos, stagePos), repPos)
+	pos := staging.Newer(staging.Newer(filePos, stagePos), repPos)
 	d.pos = pos
-	d.posWritten = filePos.TXID
 
 	pageSize, exists, err := readDBHeader(d.path)
 	if err != nil {
@@ -155,9 +147,9 @@ func (d *DB) open(ctx context.Context, stagePos Pos) error {
 	d.state = StateReplicating
 	if d.pos.TXID > 0 && sums.Checksum() == d.pos.Checksum {
 		d.sums = sums
-		d.pos = Pos{TXID: d.pos.TXID, Checksum: d.pos.Checksum}
+		d.pos = staging.Pos{TXID: d.pos.TXID, Checksum: d.pos.Checksum}
 		d.logger.Info("resuming replication", "txid", d.pos.TXID, "checksum", d.pos.Checksum)
-		return d.writePos(d.pos, true)
+		return d.stage.WritePos(d.pos, true)
 	}
 	reason := "the replica is empty"
 	if d.pos.TXID > 0 {
@@ -172,10 +164,10 @@ func (d *DB) open(ctx context.Context, stagePos Pos) error {
 	if d.sums.Checksum() != sums.Checksum() {
 		return fmt.Errorf("snapshot %s: database changed while litefs was starting", d.name)
 	}
-	d.pos = Pos{TXID: txid, Checksum: d.sums.Checksum()}
+	d.pos = staging.Pos{TXID: txid, Checksum: d.sums.Checksum()}
 	d.noteSnapshot(txid)
 	d.Metrics.unsent.push(txid, d.now())
-	return d.writePos(d.pos, true)
+	return d.stage.WritePos(d.pos, true)
 }
 
 // recoverWAL stages the WAL's commits past the position. Where the WAL
@@ -271,21 +263,21 @@ func checkpoint(path string) error {
 
 // ReplicaPosition returns the replica's newest TXID and the checksum after
 // it; the zero Pos for an empty replica.
-func ReplicaPosition(ctx context.Context, c replica.ReplicaClient) (Pos, error) {
+func ReplicaPosition(ctx context.Context, c replica.ReplicaClient) (staging.Pos, error) {
 	pos, _, _, err := replicaState(ctx, c)
 	return pos, err
 }
 
 // replicaState reads the replica's newest position, its newest snapshot and
 // how many bytes of segments came after that snapshot.
-func replicaState(ctx context.Context, c replica.ReplicaClient) (Pos, snapshotInfo, int64, error) {
+func replicaState(ctx context.Context, c replica.ReplicaClient) (staging.Pos, snapshotInfo, int64, error) {
 	var best *ltx.FileInfo
 	var snap snapshotInfo
 	var all []*ltx.FileInfo
 	for level := 0; level <= replica.SnapshotLevel; level++ {
 		infos, err := c.LTXFiles(ctx, level, 0)
 		if err != nil {
-			return Pos{}, snap, 0, err
+			return staging.Pos{}, snap, 0, err
 		}
 		for _, info := range infos {
 			if best == nil || info.MaxTXID > best.MaxTXID {
@@ -298,7 +290,7 @@ func replicaState(ctx context.Context, c replica.ReplicaClient) (Pos, snapshotIn
 		all = append(all, infos...)
 	}
 	if best == nil {
-		return Pos{}, snap, 0, nil
+		return staging.Pos{}, snap, 0, nil
 	}
 	var since int64
 	for _, info := range all {
@@ -310,10 +302,10 @@ func replicaState(ctx context.Context, c replica.ReplicaClient) (Pos, snapshotIn
 	if post == 0 {
 		var err error
 		if post, err = readRemotePostApply(ctx, c, best); err != nil {
-			return Pos{}, snap, 0, err
+			return staging.Pos{}, snap, 0, err
 		}
 	}
-	return Pos{TXID: best.MaxTXID, Checksum: post}, snap, since, nil
+	return staging.Pos{TXID: best.MaxTXID, Checksum: post}, snap, since, nil
 }
 
 func readRemotePostApply(ctx context.Context, c replica.ReplicaClient, info *ltx.FileInfo) (ltx.Checksum, error) {

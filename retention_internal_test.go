@@ -10,8 +10,11 @@ import (
 
 	"github.com/superfly/ltx"
 
+	"github.com/litefs-dev/litefs/internal/vfs"
 	"github.com/litefs-dev/litefs/replica"
 	"github.com/litefs-dev/litefs/replica/file"
+	"github.com/litefs-dev/litefs/staging"
+	"github.com/litefs-dev/litefs/wal"
 )
 
 // listCounter counts listings: each retention pass starts with one.
@@ -29,11 +32,11 @@ func (c *listCounter) LTXFiles(ctx context.Context, level int, seek ltx.TXID) ([
 // hold up their upload), but not longer than maxRetentionDelay.
 func TestRetentionWaitsForIdle(t *testing.T) {
 	dir := t.TempDir()
-	stage, _, err := openStaging(filepath.Join(dir, "staging"))
+	stage, _, err := staging.Open(vfs.Default, filepath.Join(dir, "staging"), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer stage.close()
+	defer stage.Close()
 	now := time.Unix(1e9, 0)
 	client := &listCounter{ReplicaClient: file.NewClient(filepath.Join(dir, "replica"))}
 	d := &DB{client: client, stage: stage, retention: time.Hour,
@@ -45,9 +48,8 @@ func TestRetentionWaitsForIdle(t *testing.T) {
 		t.Fatalf("retention ran %d times with no snapshot uploaded", client.lists)
 	}
 	d.retentionDue, d.retentionSince = true, now
-	rec := make([]byte, 64)
-	frame(rec)
-	if err := stage.append(rec); err != nil {
+	hdr := ltx.Header{Version: ltx.Version, PageSize: 1024, Commit: 1, MinTXID: 2, MaxTXID: 2, PreApplyChecksum: ltx.ChecksumFlag | 1}
+	if _, err := stage.Append(hdr, ltx.ChecksumFlag|2, []wal.Page{{Pgno: 1, Data: make([]byte, 1024)}}); err != nil {
 		t.Fatal(err)
 	}
 	d.retentionIfDue(ctx)
@@ -64,7 +66,7 @@ func TestRetentionWaitsForIdle(t *testing.T) {
 	if client.lists != before {
 		t.Fatal("retention ran again without a new snapshot")
 	}
-	if err := stage.discard(); err != nil {
+	if err := stage.Discard(); err != nil {
 		t.Fatal(err)
 	}
 	d.retentionDue, d.retentionSince = true, now

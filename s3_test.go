@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/litefs-dev/litefs/staging"
+
 	"github.com/litefs-dev/litefs/internal/daemon"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -177,7 +179,7 @@ func (e *s3env) restore(txid ltx.TXID) (string, ltx.Pos) {
 
 // verify flushes, restores the latest state from S3 and compares it with
 // the live database: position, checksums, integrity, content.
-func (e *s3env) verify(live *sql.DB) litefs.Pos {
+func (e *s3env) verify(live *sql.DB) staging.Pos {
 	e.t.Helper()
 	pos := e.flush()
 	if sum := e.liveChecksum(); sum != pos.Checksum {
@@ -373,7 +375,7 @@ func TestS3FiveThousandTransactions(t *testing.T) {
 	first := e.flush()
 
 	type mark struct {
-		pos  litefs.Pos
+		pos  staging.Pos
 		at   time.Time
 		dump string
 	}
@@ -621,7 +623,7 @@ func TestS3Outage(t *testing.T) {
 // volumeID is the lease owner id a daemon keeps on its volume.
 func (e *s3env) volumeID() string {
 	e.t.Helper()
-	b, err := os.ReadFile(filepath.Join(e.dataDir, litefs.StagingDirName, "id"))
+	b, err := os.ReadFile(filepath.Join(e.dataDir, staging.DirName, "id"))
 	if err != nil {
 		e.t.Fatal(err)
 	}

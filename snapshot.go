@@ -24,7 +24,7 @@ type pageSource func(pgno uint32, buf []byte) ([]byte, error)
 func (d *DB) snapshot(txid ltx.TXID, pageSize, commit uint32, page pageSource) (*pageSums, error) {
 	sums := newPageSums(pageSize)
 	ts := d.now()
-	err := d.stage.writeFrozen(9, 1, txid, func(w io.Writer) error {
+	err := d.stage.WriteFrozen(9, 1, txid, func(w io.Writer) error {
 		enc, err := ltx.NewEncoder(w)
 		if err != nil {
 			return err
@@ -113,7 +113,7 @@ func (d *DB) takeSnapshot(ctx context.Context, rebase bool) (ltx.TXID, error) {
 	// The log must hold the records up to the snapshot's TXID: start-up
 	// resumes from the newest record or snapshot, and only a record says
 	// where in the WAL.
-	if err := d.stage.flush(); err != nil {
+	if err := d.stage.WritePending(); err != nil {
 		d.mu.Unlock()
 		return 0, fmt.Errorf("snapshot %s: %w", d.name, err)
 	}
@@ -126,7 +126,7 @@ func (d *DB) takeSnapshot(ctx context.Context, rebase bool) (ltx.TXID, error) {
 	}
 	if rebase {
 		txid = d.nextSnapshotTXID()
-		if err := d.stage.discard(); err != nil {
+		if err := d.stage.Discard(); err != nil {
 			d.mu.Unlock()
 			return 0, err
 		}
@@ -142,7 +142,7 @@ func (d *DB) takeSnapshot(ctx context.Context, rebase bool) (ltx.TXID, error) {
 		return 0, fmt.Errorf("snapshot %s at TXID %d: %w", d.name, txid, err)
 	}
 	if sums.Checksum() != pos.Checksum {
-		_ = d.stage.removeFrozen(9, 1, txid)
+		_ = d.stage.RemoveFrozen(9, 1, txid)
 		if !rebase && d.snapMismatch.Add(1) == 1 {
 			// Once may be a checkpoint that began before the pin: retry.
 			return 0, fmt.Errorf("snapshot %s at TXID %d did not match its checksum; will retry", d.name, txid)

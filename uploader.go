@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"time"
 
 	"github.com/superfly/ltx"
 
 	"github.com/litefs-dev/litefs/replica"
+	"github.com/litefs-dev/litefs/staging"
 )
 
 // Retry backoff bounds for failed uploads, and how often a writer waiting
@@ -110,7 +110,7 @@ func nextBackoff(b time.Duration) time.Duration {
 	return b/2 + rand.N(b/2+1)
 }
 
-func (d *DB) hasStaged() bool { return d.stage.bytes() > 0 }
+func (d *DB) hasStaged() bool { return d.stage.Bytes() > 0 }
 
 // Flush takes a snapshot if one is due, freezes what is staged and uploads
 // every frozen object in TXID order, inside the lease. A frozen object is
@@ -132,10 +132,10 @@ func (d *DB) Flush(ctx context.Context) error {
 				return err
 			}
 		}
-		if err := d.stage.freeze(); err != nil {
+		if _, err := d.stage.Freeze(); err != nil {
 			return err
 		}
-		files, err := d.stage.frozen()
+		files, err := d.stage.Frozen()
 		if err != nil || len(files) == 0 {
 			return err
 		}
@@ -159,7 +159,7 @@ func (d *DB) Flush(ctx context.Context) error {
 		if pos.TXID == d.ReplicaPos().TXID {
 			// Keep the WAL position on disk once staging is empty: start-up
 			// needs it to find commits a crash left only in the WAL.
-			if err := d.writePos(pos, false); err != nil {
+			if err := d.stage.WritePos(pos, false); err != nil {
 				return err
 			}
 		}
@@ -168,13 +168,13 @@ func (d *DB) Flush(ctx context.Context) error {
 	}
 }
 
-func (d *DB) upload(ctx context.Context, f frozenFile) error {
+func (d *DB) upload(ctx context.Context, f staging.Frozen) error {
 	key := fmt.Sprintf("level %d %s", f.Level, ltx.FormatFilename(f.Min, f.Max))
-	post, err := readPostApply(f.Path)
+	post, err := d.stage.PostApply(f)
 	if err != nil {
 		return fmt.Errorf("upload %s: %w", key, err)
 	}
-	r, err := os.Open(f.Path)
+	r, err := d.stage.Open(f)
 	if err != nil {
 		return fmt.Errorf("upload %s: %w", key, err)
 	}
@@ -186,12 +186,12 @@ func (d *DB) upload(ctx context.Context, f frozenFile) error {
 	d.Metrics.UploadedBytes.Add(uint64(f.Size))
 	d.repMu.Lock()
 	if f.Max > d.replicaPos.TXID {
-		d.replicaPos = Pos{TXID: f.Max, Checksum: post}
+		d.replicaPos = staging.Pos{TXID: f.Max, Checksum: post}
 	}
 	d.repMu.Unlock()
 	d.Metrics.unsent.confirmed(f.Max)
 	d.logger.Debug("uploaded", "object", key, "bytes", f.Size)
-	if err := d.stage.remove(f); err != nil {
+	if err := d.stage.Remove(f); err != nil {
 		return err
 	}
 	if f.Level == replica.SnapshotLevel {
@@ -251,18 +251,18 @@ func (d *DB) Close(ctx context.Context) error {
 	err := d.releaseLease(ctx)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	serr := d.stage.sync()
+	serr := d.stage.Sync()
 	if err == nil {
 		err = serr
 	}
 	// Staging that could not be written or synced must not be claimed by a
 	// durable position: start-up would skip those commits in the WAL.
 	if serr == nil {
-		if werr := d.writePos(d.pos, true); err == nil {
+		if werr := d.stage.WritePos(d.pos, true); err == nil {
 			err = werr
 		}
 	}
-	if cerr := d.stage.close(); err == nil {
+	if cerr := d.stage.Close(); err == nil {
 		err = cerr
 	}
 	return err

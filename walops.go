@@ -119,7 +119,7 @@ func (d *DB) SyncWAL(sync func() error) error {
 // (not synced). A failure is logged: the records stay pending, and a
 // barrier reports it.
 func (d *DB) writeStaged() {
-	if err := d.stage.flush(); err != nil {
+	if err := d.stage.WritePending(); err != nil {
 		d.logger.Warn("cannot write staged records to the staging log; will retry", "err", err)
 	}
 }
@@ -177,11 +177,11 @@ func (d *DB) barrier() error {
 			return fmt.Errorf("a committed transaction of %s is not staged yet, so the WAL must keep it: %w", d.name, err)
 		}
 	}
-	if err := d.stage.sync(); err != nil {
+	if err := d.stage.Sync(); err != nil {
 		return err
 	}
 	if d.posDirty {
-		if err := d.writePos(d.pos, true); err != nil {
+		if err := d.stage.WritePos(d.pos, true); err != nil {
 			return err
 		}
 		d.posDirty = false

@@ -15,6 +15,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/litefs-dev/litefs/replica/backends"
+	"github.com/litefs-dev/litefs/staging"
 )
 
 // DefaultPath is used when neither -config nor $LITEFS_CONFIG is given.
@@ -293,8 +294,8 @@ func (c *Config) RelPath(dbPath string) (string, error) {
 	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
 		return "", fmt.Errorf("database path %s is not inside fuse.dir %s", dbPath, c.FUSE.Dir)
 	}
-	if first, _, _ := strings.Cut(filepath.ToSlash(rel), "/"); first == ".litefs" {
-		return "", fmt.Errorf("database path %s is inside the hidden .litefs directory", dbPath)
+	if first, _, _ := strings.Cut(filepath.ToSlash(rel), "/"); first == staging.DirName {
+		return "", fmt.Errorf("database path %s is inside the hidden %s directory", dbPath, staging.DirName)
 	}
 	return filepath.ToSlash(rel), nil
 }

@@ -8,6 +8,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/litefs-dev/litefs/staging"
 )
 
 // fuseFsyncFdatasync is FUSE_FSYNC_FDATASYNC: the app called fdatasync.
@@ -235,7 +236,7 @@ func (d *hidingDir) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	}
 	for {
 		de, errno := r.Readdirent(ctx)
-		if errno != 0 || de == nil || de.Name != StagingDirName {
+		if errno != 0 || de == nil || de.Name != staging.DirName {
 			return de, errno
 		}
 	}

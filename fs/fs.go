@@ -14,10 +14,8 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/litefs-dev/litefs/staging"
 )
-
-// StagingDirName is the hidden directory at the data dir's root.
-const StagingDirName = ".litefs"
 
 // DB receives the operations on one configured database's files. Each method is
 // handed the operation itself as a func; it must call it exactly once (it orders
@@ -166,8 +164,8 @@ func cleanDBs(in map[string]DB) (map[string]DB, error) {
 		switch {
 		case p == "" || c == "." || path.IsAbs(c) || c == ".." || strings.HasPrefix(c, "../"):
 			return nil, fmt.Errorf("fs: db path %q must be relative to the data dir and inside it", p)
-		case c == StagingDirName || strings.HasPrefix(c, StagingDirName+"/"):
-			return nil, fmt.Errorf("fs: db path %q is inside the hidden %s directory", p, StagingDirName)
+		case c == staging.DirName || strings.HasPrefix(c, staging.DirName+"/"):
+			return nil, fmt.Errorf("fs: db path %q is inside the hidden %s directory", p, staging.DirName)
 		}
 		if _, dup := out[c]; dup {
 			return nil, fmt.Errorf("fs: db path %q configured twice", p)

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/litefs-dev/litefs/staging"
 )
 
 func bothPassthroughModes(t *testing.T, f func(t *testing.T, passthrough bool)) {
@@ -27,10 +29,10 @@ func TestStagingDirHidden(t *testing.T) {
 
 func testStagingDirHidden(t *testing.T, passthrough bool) {
 	data, mnt := mountT(t, passthrough, nil)
-	if err := os.MkdirAll(filepath.Join(data, StagingDirName, "db"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(data, staging.DirName, "db"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(data, StagingDirName, "x"), []byte("staged"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(data, staging.DirName, "x"), []byte("staged"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(mnt, "regular"), []byte("hello"), 0o644); err != nil {
@@ -45,10 +47,10 @@ func testStagingDirHidden(t *testing.T, passthrough bool) {
 	for _, e := range ents {
 		names = append(names, e.Name())
 	}
-	if slices.Contains(names, StagingDirName) || !slices.Contains(names, "regular") {
-		t.Errorf("mount lists %v: want regular and no %s", names, StagingDirName)
+	if slices.Contains(names, staging.DirName) || !slices.Contains(names, "regular") {
+		t.Errorf("mount lists %v: want regular and no %s", names, staging.DirName)
 	}
-	for _, p := range []string{StagingDirName, StagingDirName + "/x"} {
+	for _, p := range []string{staging.DirName, staging.DirName + "/x"} {
 		if _, err := os.Stat(filepath.Join(mnt, p)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("stat %s through the mount: %v, want ENOENT", p, err)
 		}
@@ -56,22 +58,22 @@ func testStagingDirHidden(t *testing.T, passthrough bool) {
 
 	// Nothing can create, replace or remove it under its name either.
 	refused := map[string]error{
-		"mkdir":   os.Mkdir(filepath.Join(mnt, StagingDirName), 0o755),
-		"create":  os.WriteFile(filepath.Join(mnt, StagingDirName), nil, 0o644),
-		"symlink": os.Symlink("regular", filepath.Join(mnt, StagingDirName)),
-		"link":    os.Link(filepath.Join(mnt, "regular"), filepath.Join(mnt, StagingDirName)),
-		"rename":  os.Rename(filepath.Join(mnt, "regular"), filepath.Join(mnt, StagingDirName)),
-		"remove":  os.RemoveAll(filepath.Join(mnt, StagingDirName)),
+		"mkdir":   os.Mkdir(filepath.Join(mnt, staging.DirName), 0o755),
+		"create":  os.WriteFile(filepath.Join(mnt, staging.DirName), nil, 0o644),
+		"symlink": os.Symlink("regular", filepath.Join(mnt, staging.DirName)),
+		"link":    os.Link(filepath.Join(mnt, "regular"), filepath.Join(mnt, staging.DirName)),
+		"rename":  os.Rename(filepath.Join(mnt, "regular"), filepath.Join(mnt, staging.DirName)),
+		"remove":  os.RemoveAll(filepath.Join(mnt, staging.DirName)),
 	}
 	for op, err := range refused {
 		if op == "remove" {
 			continue // RemoveAll of a missing name succeeds: check the data below
 		}
 		if err == nil {
-			t.Errorf("%s %s through the mount succeeded", op, StagingDirName)
+			t.Errorf("%s %s through the mount succeeded", op, staging.DirName)
 		}
 	}
-	if b, err := os.ReadFile(filepath.Join(data, StagingDirName, "x")); err != nil || string(b) != "staged" {
+	if b, err := os.ReadFile(filepath.Join(data, staging.DirName, "x")); err != nil || string(b) != "staged" {
 		t.Errorf("staging content after the attempts: %q, %v", b, err)
 	}
 
@@ -95,8 +97,8 @@ func testStagingDirHidden(t *testing.T, passthrough bool) {
 	}
 
 	// Only the root's .litefs is special.
-	if err := os.MkdirAll(filepath.Join(mnt, "sub", StagingDirName), 0o755); err != nil {
-		t.Errorf("sub/%s: %v", StagingDirName, err)
+	if err := os.MkdirAll(filepath.Join(mnt, "sub", staging.DirName), 0o755); err != nil {
+		t.Errorf("sub/%s: %v", staging.DirName, err)
 	}
 }
 

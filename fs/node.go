@@ -8,6 +8,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/litefs-dev/litefs/staging"
 )
 
 // role is what a file is to SQLite, decided by its name.
@@ -91,7 +92,7 @@ func (n *node) childRel(name string) string {
 
 // hidden reports whether name in n is the staging directory.
 func (n *node) hidden(name string) bool {
-	return name == StagingDirName && n.IsRoot()
+	return name == staging.DirName && n.IsRoot()
 }
 
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {

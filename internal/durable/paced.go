@@ -2,7 +2,7 @@ package durable
 
 import (
 	"bufio"
-	"os"
+	"io"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,16 +22,23 @@ const PacedChunk = 4 << 20
 // flush never waits for more than one chunk of ours. Writes are buffered
 // too: the LTX encoder writes a page header and a page at a time.
 type PacedWriter struct {
-	f       *os.File
+	f       SyncWriter
 	buf     *bufio.Writer
 	written int64 // bytes handed to f
 	synced  int64 // durable up to here
 	err     error // a failed fdatasync: reported by every later Write
 }
 
+// SyncWriter is a file a PacedWriter writes: an *os.File, or a wrapper of
+// one (a test's fault injector).
+type SyncWriter interface {
+	io.Writer
+	Sync() error
+}
+
 // NewPacedWriter writes f from its current offset; Flush, then f.Sync, to
 // finish.
-func NewPacedWriter(f *os.File) *PacedWriter {
+func NewPacedWriter(f SyncWriter) *PacedWriter {
 	p := &PacedWriter{f: f}
 	p.buf = bufio.NewWriterSize(fileWriter{p}, 64<<10) // small: a freeze at sync-interval 0 writes a few KiB
 	return p
@@ -55,10 +62,19 @@ func (w fileWriter) Write(b []byte) (int, error) {
 	if err == nil && p.written-p.synced >= PacedChunk {
 		// A failed fdatasync fails the file: after one, the kernel may have
 		// dropped the dirty pages, and the final fsync could then succeed.
-		if err = unix.Fdatasync(int(p.f.Fd())); err != nil {
+		if err = datasync(p.f); err != nil {
 			p.err = err
 		}
 		p.synced = p.written
 	}
 	return n, err
+}
+
+// datasync is fdatasync where f has a descriptor (the size need not be
+// durable mid-file: the final fsync makes it so), fsync otherwise.
+func datasync(f SyncWriter) error {
+	if fd, ok := f.(interface{ Fd() uintptr }); ok {
+		return unix.Fdatasync(int(fd.Fd()))
+	}
+	return f.Sync()
 }

@@ -11,42 +11,20 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/litefs-dev/litefs/replica"
 )
 
-// Lease errors; test with errors.Is.
-var (
-	// ErrLeaseHeld: another owner holds an unexpired lease. The error is a
-	// *LeaseHeldError naming the owner and expiry.
-	ErrLeaseHeld = errors.New("replica lease held by another writer")
+// ErrNoConditionalWrites: leases need conditional writes, which the
+// config turned off. Nothing fences a second writer then.
+var ErrNoConditionalWrites = errors.New("leases need conditional writes (conditional-writes = false): fencing is off")
 
-	// ErrLeaseLost: the lease object changed since we last wrote it (taken
-	// over after it expired, or deleted by hand). Stop uploading.
-	ErrLeaseLost = errors.New("replica lease lost")
-
-	// ErrNoConditionalWrites: leases need conditional writes, which the
-	// config turned off. Nothing fences a second writer then.
-	ErrNoConditionalWrites = errors.New("leases need conditional writes (conditional-writes = false): fencing is off")
-)
-
-// LeaseHeldError is returned by AcquireLease while another owner's lease is
-// valid. It wraps ErrLeaseHeld.
-type LeaseHeldError struct {
-	Owner   string
-	Expires time.Time
-}
-
-func (e *LeaseHeldError) Error() string {
-	return fmt.Sprintf("%v: owner %q until %s", ErrLeaseHeld, e.Owner, e.Expires.UTC().Format(time.RFC3339))
-}
-
-func (e *LeaseHeldError) Unwrap() error { return ErrLeaseHeld }
-
-// Lease is a held lease on the replica path: the lock object's contents as
-// we wrote them and its ETag, the token for the next conditional write.
-type Lease struct {
-	Owner   string
-	Expires time.Time
-	ETag    string
+// Leaser is the client as a replica.Leaser, or ErrNoConditionalWrites when
+// conditional writes are off.
+func (c *Client) Leaser() (replica.Leaser, error) {
+	if !c.cfg.ConditionalWrites {
+		return nil, ErrNoConditionalWrites
+	}
+	return c, nil
 }
 
 // leaseDoc is lock.json.
@@ -70,9 +48,9 @@ func (c *Client) LeaseKey() string { return c.cfg.Path + "/lock.json" }
 // AcquireLease takes the lease for owner until now+ttl: it creates lock.json
 // with If-None-Match: *, or, when the lock exists but is released, expired
 // at now, or already owner's, replaces it with If-Match on its ETag. While
-// another owner's lease is valid it returns a *LeaseHeldError. Callers that
+// another owner's lease is valid it returns a *replica.LeaseHeldError. Callers that
 // fear clock skew pass a now a margin later than their clock.
-func (c *Client) AcquireLease(ctx context.Context, owner string, ttl time.Duration, now time.Time) (*Lease, error) {
+func (c *Client) AcquireLease(ctx context.Context, owner string, ttl time.Duration, now time.Time) (*replica.Lease, error) {
 	if !c.cfg.ConditionalWrites {
 		return nil, ErrNoConditionalWrites
 	}
@@ -84,7 +62,7 @@ func (c *Client) AcquireLease(ctx context.Context, owner string, ttl time.Durati
 	for attempt := 0; attempt < 5; attempt++ {
 		etag, err := c.putLease(ctx, want, "", true)
 		if err == nil {
-			return &Lease{Owner: owner, Expires: want.Expires, ETag: etag}, nil
+			return &replica.Lease{Owner: owner, Expires: want.Expires, Token: etag}, nil
 		}
 		if !isPreconditionFailed(err) {
 			return nil, c.wrap("acquire lease", c.LeaseKey(), err)
@@ -97,11 +75,11 @@ func (c *Client) AcquireLease(ctx context.Context, owner string, ttl time.Durati
 			return nil, err
 		}
 		if !cur.free(owner, now) {
-			return nil, &LeaseHeldError{Owner: cur.Owner, Expires: cur.Expires}
+			return nil, &replica.LeaseHeldError{Owner: cur.Owner, Expires: cur.Expires}
 		}
 		etag, err = c.putLease(ctx, want, curETag, false)
 		if err == nil {
-			return &Lease{Owner: owner, Expires: want.Expires, ETag: etag}, nil
+			return &replica.Lease{Owner: owner, Expires: want.Expires, Token: etag}, nil
 		}
 		if !isPreconditionFailed(err) && !isNotFound(err) {
 			return nil, c.wrap("take over lease", c.LeaseKey(), err)
@@ -112,8 +90,8 @@ func (c *Client) AcquireLease(ctx context.Context, owner string, ttl time.Durati
 }
 
 // RenewLease extends l to now+ttl with If-Match on its ETag. If the lock
-// changed since, it returns an error wrapping ErrLeaseLost.
-func (c *Client) RenewLease(ctx context.Context, l *Lease, ttl time.Duration, now time.Time) (*Lease, error) {
+// changed since, it returns an error wrapping replica.ErrLeaseLost.
+func (c *Client) RenewLease(ctx context.Context, l *replica.Lease, ttl time.Duration, now time.Time) (*replica.Lease, error) {
 	if !c.cfg.ConditionalWrites {
 		return nil, ErrNoConditionalWrites
 	}
@@ -122,7 +100,7 @@ func (c *Client) RenewLease(ctx context.Context, l *Lease, ttl time.Duration, no
 	if err != nil {
 		return nil, err
 	}
-	return &Lease{Owner: l.Owner, Expires: want.Expires, ETag: etag}, nil
+	return &replica.Lease{Owner: l.Owner, Expires: want.Expires, Token: etag}, nil
 }
 
 // ReleaseLease gives l up so the next writer starts at once. It overwrites
@@ -130,8 +108,8 @@ func (c *Client) RenewLease(ctx context.Context, l *Lease, ttl time.Duration, no
 // deleting it: a conditional PUT is honoured by every store that has
 // conditional writes, while If-Match on DELETE is newer and a store that
 // ignores it would delete another writer's lease. If the lock changed since,
-// it returns an error wrapping ErrLeaseLost and leaves it alone.
-func (c *Client) ReleaseLease(ctx context.Context, l *Lease) error {
+// it returns an error wrapping replica.ErrLeaseLost and leaves it alone.
+func (c *Client) ReleaseLease(ctx context.Context, l *replica.Lease) error {
 	if !c.cfg.ConditionalWrites {
 		return ErrNoConditionalWrites
 	}
@@ -141,8 +119,8 @@ func (c *Client) ReleaseLease(ctx context.Context, l *Lease) error {
 
 // replaceLease writes want over l with If-Match. A 412 whose lock holds
 // exactly want is our own write whose reply was lost (the SDK retried it).
-func (c *Client) replaceLease(ctx context.Context, l *Lease, want leaseDoc, op string) (string, error) {
-	etag, err := c.putLease(ctx, want, l.ETag, false)
+func (c *Client) replaceLease(ctx context.Context, l *replica.Lease, want leaseDoc, op string) (string, error) {
+	etag, err := c.putLease(ctx, want, l.Token, false)
 	if err == nil {
 		return etag, nil
 	}
@@ -152,14 +130,14 @@ func (c *Client) replaceLease(ctx context.Context, l *Lease, want leaseDoc, op s
 	cur, curETag, gerr := c.getLease(ctx)
 	switch {
 	case isNotFound(gerr):
-		return "", fmt.Errorf("s3: %s lease s3://%s/%s: lock deleted: %w", op, c.cfg.Bucket, c.LeaseKey(), ErrLeaseLost)
+		return "", fmt.Errorf("s3: %s lease s3://%s/%s: lock deleted: %w", op, c.cfg.Bucket, c.LeaseKey(), replica.ErrLeaseLost)
 	case gerr != nil:
 		return "", gerr
 	case cur.same(want):
 		return curETag, nil
 	}
 	return "", fmt.Errorf("s3: %s lease s3://%s/%s: now owner %q until %s: %w",
-		op, c.cfg.Bucket, c.LeaseKey(), cur.Owner, cur.Expires.Format(time.RFC3339), ErrLeaseLost)
+		op, c.cfg.Bucket, c.LeaseKey(), cur.Owner, cur.Expires.Format(time.RFC3339), replica.ErrLeaseLost)
 }
 
 // putLease writes lock.json with If-None-Match: * (create) or If-Match:
@@ -199,7 +177,7 @@ func (c *Client) putLease(ctx context.Context, d leaseDoc, ifMatch string, creat
 		return "", err
 	}
 	if !cur.same(d) || curETag == "" {
-		return "", fmt.Errorf("s3: lease s3://%s/%s: server returned no ETag: %w", c.cfg.Bucket, c.LeaseKey(), ErrLeaseLost)
+		return "", fmt.Errorf("s3: lease s3://%s/%s: server returned no ETag: %w", c.cfg.Bucket, c.LeaseKey(), replica.ErrLeaseLost)
 	}
 	return curETag, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/litefs-dev/litefs/internal/s3test"
+	"github.com/litefs-dev/litefs/replica"
 	lfs3 "github.com/litefs-dev/litefs/replica/s3"
 )
 
@@ -23,14 +24,14 @@ func TestLease(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if la.Owner != "vol-a" || !la.Expires.Equal(now.Add(ttl)) || la.ETag == "" {
+		if la.Owner != "vol-a" || !la.Expires.Equal(now.Add(ttl)) || la.Token == "" {
 			t.Fatalf("lease = %+v", la)
 		}
 
 		// Held: another owner is refused and told who holds it until when.
 		_, err = b.AcquireLease(ctx, "vol-b", ttl, now.Add(ttl-time.Second))
-		var held *lfs3.LeaseHeldError
-		if !errors.Is(err, lfs3.ErrLeaseHeld) || !errors.As(err, &held) || held.Owner != "vol-a" || !held.Expires.Equal(now.Add(ttl)) {
+		var held *replica.LeaseHeldError
+		if !errors.Is(err, replica.ErrLeaseHeld) || !errors.As(err, &held) || held.Owner != "vol-a" || !held.Expires.Equal(now.Add(ttl)) {
 			t.Fatalf("acquire of a held lease: err = %v", err)
 		}
 
@@ -49,7 +50,7 @@ func TestLease(t *testing.T) {
 		if !la.Expires.Equal(now.Add(10*time.Second + ttl)) {
 			t.Fatalf("renewed until %s", la.Expires)
 		}
-		if _, err := a.RenewLease(ctx, old, ttl, now); !errors.Is(err, lfs3.ErrLeaseLost) {
+		if _, err := a.RenewLease(ctx, old, ttl, now); !errors.Is(err, replica.ErrLeaseLost) {
 			t.Fatalf("renew with a stale ETag: err = %v, want ErrLeaseLost", err)
 		}
 
@@ -58,14 +59,14 @@ func TestLease(t *testing.T) {
 		if err != nil {
 			t.Fatalf("takeover of an expired lease: %v", err)
 		}
-		if _, err := a.RenewLease(ctx, la, ttl, la.Expires); !errors.Is(err, lfs3.ErrLeaseLost) {
+		if _, err := a.RenewLease(ctx, la, ttl, la.Expires); !errors.Is(err, replica.ErrLeaseLost) {
 			t.Fatalf("renew after takeover: err = %v, want ErrLeaseLost", err)
 		}
-		if err := a.ReleaseLease(ctx, la); !errors.Is(err, lfs3.ErrLeaseLost) {
+		if err := a.ReleaseLease(ctx, la); !errors.Is(err, replica.ErrLeaseLost) {
 			t.Fatalf("release after takeover: err = %v, want ErrLeaseLost", err)
 		}
 		// ...and its failed release left b's lease in place.
-		if _, err := a.AcquireLease(ctx, "vol-a", ttl, lb.Expires.Add(-time.Second)); !errors.Is(err, lfs3.ErrLeaseHeld) {
+		if _, err := a.AcquireLease(ctx, "vol-a", ttl, lb.Expires.Add(-time.Second)); !errors.Is(err, replica.ErrLeaseHeld) {
 			t.Fatalf("acquire after a lost release: err = %v, want ErrLeaseHeld", err)
 		}
 
@@ -100,7 +101,7 @@ func TestLeaseRace(t *testing.T) {
 						mu.Lock()
 						winners = append(winners, owner)
 						mu.Unlock()
-					case !errors.Is(err, lfs3.ErrLeaseHeld):
+					case !errors.Is(err, replica.ErrLeaseHeld):
 						t.Errorf("%s: %v", owner, err)
 					}
 				}()

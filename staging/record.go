@@ -1,44 +1,21 @@
-package litefs
+package staging
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
-	"math"
-	"slices"
 
 	"github.com/superfly/ltx"
 
 	"github.com/litefs-dev/litefs/wal"
 )
 
-// A staged segment is one committed transaction in a compact raw form:
-// appending it is the only work on the commit path, so it is not LTX
-// (LZ4 and the LTX file hash would cost more than the commit itself).
-// Freezing turns a run of records into one LTX file.
-//
-//	offset size
-//	0      4   magic "LFS1"
-//	4      8   TXID
-//	12     4   page size
-//	16     4   commit (database size in pages after it)
-//	20     8   timestamp, ms since the epoch
-//	28     8   pre-apply rolling checksum
-//	36     8   post-apply rolling checksum
-//	44     8   WAL offset of its first frame
-//	52     8   WAL size of its frames
-//	60     4   WAL salt-1
-//	64     4   WAL salt-2
-//	68     4   page count N
-//	72     N × (4-byte pgno, page)   ascending pgno, never the lock page
-//	…      4   CRC-32C of everything before
-//
-// Each record sits behind an 8-byte big-endian length in the log, so a torn
-// tail (a crash mid-append) is detected by its length or CRC and cut.
+// The record format is drawn in doc.go. lenPrefixSize is the length in
+// front of each record in the log; recordHeaderLen is the record's own
+// fixed header, from the magic to the page count.
 const (
+	lenPrefixSize    = 8
 	recordMagic      = "LFS1"
 	recordHeaderLen  = 72
 	recordTrailerLen = 4
@@ -146,67 +123,11 @@ func (r record) pageAt(i int) (pgnoOff, dataOff int64) {
 	return off, off + 4
 }
 
-// encodeBatch writes one LTX file holding the records' transactions: the
-// latest version of every page, the first record's pre-apply checksum and
-// the last one's post-apply checksum. Pages are read from f by offset, so
-// memory stays bounded by the number of distinct pages.
-func encodeBatch(w io.Writer, f io.ReaderAt, recs []record, offs []int64) error {
-	first, last := recs[0], recs[len(recs)-1]
-	hdr := ltx.Header{
-		Version: ltx.Version, PageSize: last.hdr.PageSize, Commit: last.hdr.Commit,
-		MinTXID: first.hdr.MinTXID, MaxTXID: last.hdr.MaxTXID, Timestamp: last.hdr.Timestamp,
-		PreApplyChecksum: first.hdr.PreApplyChecksum,
-	}
-	if len(recs) == 1 {
-		hdr.WALOffset, hdr.WALSize, hdr.WALSalt1, hdr.WALSalt2 = first.hdr.WALOffset, first.hdr.WALSize, first.hdr.WALSalt1, first.hdr.WALSalt2
-	}
-	latest := map[uint32]int64{}
-	// The page numbers lie at increasing offsets: one buffered pass reads
-	// them, not a pread per page.
-	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, math.MaxInt64), 256<<10)
-	var at int64
-	var pgbuf [4]byte
-	for i, r := range recs {
-		if r.hdr.PageSize != hdr.PageSize {
-			return fmt.Errorf("staged records change page size at TXID %s", r.hdr.MinTXID)
-		}
-		for j := 0; j < r.pages; j++ {
-			po, do := r.pageAt(j)
-			if skip := offs[i] + po - at; skip < 0 {
-				return fmt.Errorf("staged records out of order at TXID %s", r.hdr.MinTXID)
-			} else if _, err := br.Discard(int(skip)); err != nil {
-				return fmt.Errorf("read staged page: %w", err)
-			}
-			if _, err := io.ReadFull(br, pgbuf[:]); err != nil {
-				return fmt.Errorf("read staged page: %w", err)
-			}
-			at = offs[i] + po + 4
-			latest[binary.BigEndian.Uint32(pgbuf[:])] = offs[i] + do
-		}
-	}
-	pgnos := make([]uint32, 0, len(latest))
-	for pgno := range latest {
-		if pgno <= hdr.Commit {
-			pgnos = append(pgnos, pgno)
-		}
-	}
-	slices.Sort(pgnos)
-	enc, err := ltx.NewEncoder(w)
-	if err != nil {
-		return err
-	}
-	if err := enc.EncodeHeader(hdr); err != nil {
-		return err
-	}
-	data := make([]byte, hdr.PageSize)
-	for _, pgno := range pgnos {
-		if _, err := f.ReadAt(data, latest[pgno]); err != nil {
-			return fmt.Errorf("read staged page %d: %w", pgno, err)
-		}
-		if err := enc.EncodePage(ltx.PageHeader{Pgno: pgno}, data); err != nil {
-			return err
-		}
-	}
-	enc.SetPostApplyChecksum(last.post)
-	return enc.Close()
+// appendLogRecord appends a record behind its length prefix, as the log
+// holds it.
+func appendLogRecord(buf []byte, hdr ltx.Header, post ltx.Checksum, pages []wal.Page) []byte {
+	start := len(buf)
+	buf = appendRecord(append(buf, make([]byte, lenPrefixSize)...), hdr, post, pages)
+	binary.BigEndian.PutUint64(buf[start:], uint64(len(buf)-start-lenPrefixSize))
+	return buf
 }

@@ -1,4 +1,4 @@
-package litefs
+package staging
 
 import (
 	"bytes"
@@ -164,7 +164,7 @@ func checkLog(t *testing.T, b []byte) {
 		t.Fatalf("scanRecords kept %d bytes of %d, %d records (%d seen)", valid, len(b), n, len(offs))
 	}
 	for _, off := range offs {
-		l := int64(binary.BigEndian.Uint64(b[off-recordHeaderSize:]))
+		l := int64(binary.BigEndian.Uint64(b[off-lenPrefixSize:]))
 		if _, err := decodeRecord(b[off : off+l]); err != nil {
 			t.Fatalf("scanRecords kept a record at %d that does not decode: %v", off, err)
 		}

@@ -1,8 +1,7 @@
-package litefs
+package staging
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/binary"
 	"testing"
 
@@ -10,17 +9,6 @@ import (
 
 	"github.com/litefs-dev/litefs/wal"
 )
-
-func TestPageSumMatchesLTX(t *testing.T) {
-	s := newPageSums(4096)
-	page := make([]byte, 4096)
-	rand.Read(page)
-	for _, pgno := range []uint32{1, 2, 255, 1 << 20} {
-		if got, want := s.pageSum(pgno, page), ltx.ChecksumPage(pgno, page); got != want {
-			t.Fatalf("page %d: %s, ltx says %s", pgno, got, want)
-		}
-	}
-}
 
 func page(b byte) []byte { return bytes.Repeat([]byte{b}, 1024) }
 
@@ -30,9 +18,7 @@ func TestRecordsAndBatch(t *testing.T) {
 	mk := func(txid ltx.TXID, commit uint32, pre, post ltx.Checksum, pages ...wal.Page) []byte {
 		hdr := ltx.Header{PageSize: 1024, Commit: commit, MinTXID: txid, MaxTXID: txid, Timestamp: int64(txid),
 			PreApplyChecksum: pre, WALOffset: 32, WALSize: 1048, WALSalt1: 7, WALSalt2: 9}
-		b := appendRecord(make([]byte, recordHeaderSize), hdr, post, pages)
-		frame(b)
-		return b
+		return appendLogRecord(nil, hdr, post, pages)
 	}
 	var log bytes.Buffer
 	log.Write(mk(2, 3, ltx.ChecksumFlag|1, ltx.ChecksumFlag|2, wal.Page{Pgno: 1, Data: page(1)}, wal.Page{Pgno: 3, Data: page(3)}))
@@ -43,19 +29,19 @@ func TestRecordsAndBatch(t *testing.T) {
 	var offs []int64
 	for off := 0; off < len(b); {
 		l := int(binary.BigEndian.Uint64(b[off:]))
-		rec, err := decodeRecord(b[off+recordHeaderSize : off+recordHeaderSize+l])
+		rec, err := decodeRecord(b[off+lenPrefixSize : off+lenPrefixSize+l])
 		if err != nil {
 			t.Fatal(err)
 		}
 		for i := 0; i < l; i += 97 {
-			bad := append([]byte(nil), b[off+recordHeaderSize:off+recordHeaderSize+l]...)
+			bad := append([]byte(nil), b[off+lenPrefixSize:off+lenPrefixSize+l]...)
 			bad[i] ^= 0x40
 			if _, err := decodeRecord(bad); err == nil {
 				t.Fatalf("record with byte %d flipped decoded", i)
 			}
 		}
-		recs, offs = append(recs, rec), append(offs, int64(off+recordHeaderSize))
-		off += recordHeaderSize + l
+		recs, offs = append(recs, rec), append(offs, int64(off+lenPrefixSize))
+		off += lenPrefixSize + l
 	}
 	if len(recs) != 2 || recs[1].pages != 2 || recs[1].post != ltx.ChecksumFlag|3 || recs[0].hdr.WALSalt2 != 9 {
 		t.Fatalf("records: %+v", recs)

@@ -1,4 +1,4 @@
-package litefs
+package staging
 
 import (
 	"encoding/json"
@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 
 	"github.com/superfly/ltx"
-
-	"github.com/litefs-dev/litefs/internal/durable"
 )
 
 // Pos is a replication position: the last transaction staged or uploaded,
@@ -27,16 +25,17 @@ type Pos struct {
 // HasWAL reports whether the position knows its WAL frames.
 func (p Pos) HasWAL() bool { return p.WALOffset != 0 }
 
-// newer returns whichever of a and b is further along; on a tie the one that
+// Newer returns whichever of a and b is further along; on a tie the one that
 // knows its WAL position wins.
-func newer(a, b Pos) Pos {
+func Newer(a, b Pos) Pos {
 	if b.TXID > a.TXID || (b.TXID == a.TXID && !a.HasWAL() && b.HasWAL()) {
 		return b
 	}
 	return a
 }
 
-func posFromHeader(hdr ltx.Header, post ltx.Checksum) Pos {
+// PosOf is the position after the transaction hdr describes.
+func PosOf(hdr ltx.Header, post ltx.Checksum) Pos {
 	return Pos{
 		TXID: hdr.MaxTXID, Checksum: post,
 		WALSalt1: hdr.WALSalt1, WALSalt2: hdr.WALSalt2,
@@ -44,10 +43,23 @@ func posFromHeader(hdr ltx.Header, post ltx.Checksum) Pos {
 	}
 }
 
-// readPosFile returns the zero Pos when the file does not exist.
-func readPosFile(path string) (Pos, error) {
+func (l *Log) posPath() string { return filepath.Join(l.dir, "pos") }
+
+// ReadPos reads the pos file (the zero Pos when it does not exist or is
+// torn); WritePos writes nothing older from then on.
+func (l *Log) ReadPos() (Pos, error) {
+	p, err := l.readPos()
+	if err == nil {
+		l.posMu.Lock()
+		l.posWritten = p.TXID
+		l.posMu.Unlock()
+	}
+	return p, err
+}
+
+func (l *Log) readPos() (Pos, error) {
 	var p Pos
-	b, err := os.ReadFile(path)
+	b, err := l.readFile(l.posPath())
 	if errors.Is(err, os.ErrNotExist) {
 		return p, nil
 	} else if err != nil {
@@ -61,15 +73,31 @@ func readPosFile(path string) (Pos, error) {
 	return p, nil
 }
 
-// writePosFile replaces the file atomically; sync makes it survive power
-// loss (barriers need that, routine updates do not).
-func writePosFile(path string, p Pos, sync bool) error {
+// WritePos writes the pos file unless this process already wrote a newer
+// position (or the same one, as durably). durable makes it survive power
+// loss: barriers need that, routine updates do not.
+func (l *Log) WritePos(p Pos, durable bool) error {
+	l.posMu.Lock()
+	defer l.posMu.Unlock()
+	if p.TXID < l.posWritten || (p.TXID == l.posWritten && (l.posDurable || !durable)) {
+		return nil
+	}
+	if err := l.writePosFile(p, durable); err != nil {
+		return err
+	}
+	l.posWritten, l.posDurable = p.TXID, durable
+	return nil
+}
+
+// writePosFile replaces the file atomically.
+func (l *Log) writePosFile(p Pos, sync bool) error {
 	b, err := json.Marshal(p)
 	if err != nil {
 		return err
 	}
+	path := l.posPath()
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	f, err := l.fs.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("write position: %w", err)
 	}
@@ -86,11 +114,11 @@ func writePosFile(path string, p Pos, sync bool) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write position: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := l.fs.Rename(tmp, path); err != nil {
 		return fmt.Errorf("write position: %w", err)
 	}
 	if sync {
-		return durable.SyncDir(filepath.Dir(path))
+		return l.fs.SyncDir(l.dir)
 	}
 	return nil
 }
