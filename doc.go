@@ -1,26 +1,35 @@
-// Package litefs is the replicated database: DB joins a database's capture
-// (the WAL hooks the FUSE loopback calls) to its uploader (the lease, the
-// snapshot policy, retention, uploads to the replica). internal/daemon opens
-// one per configured database.
+// Package litefs is the replicated database. A DB joins two halves that
+// meet only in staging:
 //
-// Data flows one way: fs → wal → litefs.DB → staging → replica.
+//	fs ──hooks──▶ Capture ──Append──▶ staging ──Freeze──▶ uploader ──▶ replica
 //
-//   - fs (the FUSE loopback) hands every operation on a configured
-//     database's WAL to its DB, before the FUSE call returns.
-//   - DB feeds the writes to a wal.Tracker, which emits each committed
-//     transaction exactly once, in order. DB turns each into an LTX segment
-//     (TXID, pre- and post-apply rolling checksums, WAL position) and appends
-//     it to staging on the data volume.
-//   - The uploader (DB.Run) freezes staged segments into one object per
-//     batch and writes it to the replica (replica.ReplicaClient).
+// The rooms of this package:
+//
+//   - Capture (capture.go, hooks.go, queue.go, atrest.go,
+//     capture_snapshot.go) implements fs.DB: the FUSE loopback hands it
+//     every operation on the database's WAL before the FUSE call returns.
+//     A WAL write is answered once it is in the file; the capture's applier
+//     feeds it to a wal.Tracker, which emits each committed transaction
+//     exactly once, in order, and the capture appends it to staging with
+//     its TXID and its pre- and post-apply rolling checksums.
+//   - The uploader (uploader.go, lease.go, snapshot.go, retention.go)
+//     freezes what is staged into one LTX object per batch and writes it to
+//     the replica inside the replica's lease (replica.Leaser), one pass at
+//     a time; it decides when to snapshot and what retention deletes.
+//   - open.go is the start-up sequence, run before the mount.
 //
 // Invariant: every committed transaction is in the WAL on the volume, in
 // staging on the volume, or in the replica. Appending to staging never
 // fsyncs; staging and the pos file are fsynced before the WAL frames they
-// copy can disappear (a WAL restart, truncate or unlink: the barriers).
+// copy can disappear (a WAL restart, truncate or unlink: the barriers in
+// hooks.go).
 //
 // TXIDs never go back on one replica path: a database that does not continue
 // the replica's history gets a new snapshot 1-<N+1>.
 //
-// Callers: internal/daemon (litefs mount), fs (through the fs.DB interface).
+// Lock order: Capture.mu before any uploader lock; the uploader never
+// calls the capture while holding one of its own.
+//
+// Callers: internal/daemon (litefs mount) opens one DB per configured
+// database and passes DB.Capture to fs.Mount.
 package litefs

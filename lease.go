@@ -57,54 +57,54 @@ func VolumeID(dataDir string) (string, error) {
 // ensureLease makes sure we hold the lease for at least half its TTL before
 // an upload. It sends nothing while nothing needs uploading: callers only
 // call it with an object in hand. Called from the uploader goroutine only.
-func (d *DB) ensureLease(ctx context.Context) error {
-	if d.leaser == nil {
+func (u *uploader) ensureLease(ctx context.Context) error {
+	if u.leaser == nil {
 		return nil
 	}
-	now := d.now()
-	if d.lease != nil && now.Before(d.lease.Expires.Add(-d.leaseTTL/2)) {
+	now := u.now()
+	if u.lease != nil && now.Before(u.lease.Expires.Add(-u.leaseTTL/2)) {
 		return nil
 	}
-	if d.lease != nil && !now.Before(d.lease.Expires) {
+	if u.lease != nil && !now.Before(u.lease.Expires) {
 		// It lapsed while we were idle (no renewals without uploads): take
 		// it again like a new writer, and fence only if someone wrote.
-		d.lease = nil
+		u.lease = nil
 	}
-	if d.lease != nil {
-		l, err := d.leaser.RenewLease(ctx, d.lease, d.leaseTTL, now)
+	if u.lease != nil {
+		l, err := u.leaser.RenewLease(ctx, u.lease, u.leaseTTL, now)
 		if errors.Is(err, replica.ErrLeaseLost) {
-			d.lease = nil
+			u.lease = nil
 			return fmt.Errorf("%w: lease on the replica was taken by another writer: %v", ErrFenced, err)
 		} else if err != nil {
-			if now.Before(d.lease.Expires.Add(-d.leaseMargin())) {
+			if now.Before(u.lease.Expires.Add(-u.leaseMargin())) {
 				return nil // still ours for a while; renew again next time
 			}
 			return fmt.Errorf("renew lease: %w", err)
 		}
-		d.lease = l
+		u.lease = l
 		return nil
 	}
-	if d.leasedBefore {
+	if u.leasedBefore {
 		// Ours lapsed: if another writer wrote meanwhile we are fenced, and
 		// must not even touch the lock, which may be theirs to renew.
-		if err := d.checkReplicaAfterLease(ctx); err != nil {
+		if err := u.checkReplicaAfterLease(ctx); err != nil {
 			return err
 		}
 	}
 	// Another owner's lease counts as valid for a margin past its expiry:
 	// its clock may be behind ours.
-	l, err := d.leaser.AcquireLease(ctx, d.owner, d.leaseTTL, now.Add(-d.leaseMargin()))
+	l, err := u.leaser.AcquireLease(ctx, u.owner, u.leaseTTL, now.Add(-u.leaseMargin()))
 	var held *replica.LeaseHeldError
 	if errors.As(err, &held) {
-		return &leaseWaitError{owner: held.Owner, expires: held.Expires.Add(d.leaseMargin())}
+		return &leaseWaitError{owner: held.Owner, expires: held.Expires.Add(u.leaseMargin())}
 	} else if err != nil {
 		return fmt.Errorf("acquire lease: %w", err)
 	}
-	d.lease = l
-	d.logger.Info("took the replica lease", "owner", d.owner, "expires", l.Expires.UTC().Format(time.RFC3339))
-	if err := d.checkReplicaAfterLease(ctx); err != nil {
+	u.lease = l
+	u.logger.Info("took the replica lease", "owner", u.owner, "expires", l.Expires.UTC().Format(time.RFC3339))
+	if err := u.checkReplicaAfterLease(ctx); err != nil {
 		// Fenced after all: the lock is the other writer's to take back.
-		_ = d.leaser.ReleaseLease(ctx, l)
+		_ = u.leaser.ReleaseLease(ctx, l)
 		return err
 	}
 	return nil
@@ -112,20 +112,20 @@ func (d *DB) ensureLease(ctx context.Context) error {
 
 // leaseMargin is the clock-skew allowance: uploads stop this long before
 // the lease expires, and another owner's lease is honoured this long after.
-func (d *DB) leaseMargin() time.Duration { return d.leaseTTL / 6 }
+func (u *uploader) leaseMargin() time.Duration { return u.leaseTTL / 6 }
 
 // inLease reports whether an upload may start now.
-func (d *DB) inLease() bool {
-	return d.leaser == nil || (d.lease != nil && d.now().Before(d.lease.Expires.Add(-d.leaseMargin())))
+func (u *uploader) inLease() bool {
+	return u.leaser == nil || (u.lease != nil && u.now().Before(u.lease.Expires.Add(-u.leaseMargin())))
 }
 
 // releaseLease lets the next writer start at once after a clean shutdown.
-func (d *DB) releaseLease(ctx context.Context) error {
-	if d.leaser == nil || d.lease == nil {
+func (u *uploader) releaseLease(ctx context.Context) error {
+	if u.leaser == nil || u.lease == nil {
 		return nil
 	}
-	err := d.leaser.ReleaseLease(ctx, d.lease)
-	d.lease = nil
+	err := u.leaser.ReleaseLease(ctx, u.lease)
+	u.lease = nil
 	if err != nil {
 		return fmt.Errorf("release lease: %w", err)
 	}

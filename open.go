@@ -54,120 +54,125 @@ func OpenDB(ctx context.Context, opt DBOptions) (*DB, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	d := &DB{
-		name:         opt.Name,
-		path:         filepath.Join(opt.DataDir, filepath.FromSlash(opt.Name)),
-		client:       opt.Client,
-		logger:       opt.Logger.With("db", opt.Name),
-		now:          opt.Now,
-		syncInterval: opt.SyncInterval,
-		allowEmpty:   opt.AllowEmptyDB,
-		notify:       make(chan struct{}, 1),
-		walIndex:     map[uint32]int64{},
-		owner:        opt.Owner,
-		leaseTTL:     opt.LeaseTTL,
-		snapInterval: opt.SnapshotInterval,
-		retention:    opt.Retention,
-	}
-	if opt.LeaseTTL > 0 {
-		l, err := replica.LeaserOf(opt.Client)
-		if err != nil {
-			d.logger.Warn("fencing is off, nothing stops a second writer", "reason", err)
-		}
-		d.leaser = l
-	}
-	d.tracker = wal.NewTracker(d.onCommit)
-	d.queue.cond.L = &d.queue.mu
-	d.applyDone = make(chan struct{})
-	stage, stagePos, err := staging.Open(vfs.Default, filepath.Join(opt.DataDir, staging.DirName, filepath.FromSlash(opt.Name)), d.logger)
+	logger := opt.Logger.With("db", opt.Name)
+	d := &DB{name: opt.Name, path: filepath.Join(opt.DataDir, filepath.FromSlash(opt.Name))}
+	stage, stagePos, err := staging.Open(vfs.Default, filepath.Join(opt.DataDir, staging.DirName, filepath.FromSlash(opt.Name)), logger)
 	if err != nil {
 		return nil, fmt.Errorf("open staging of %s: %w", opt.Name, err)
 	}
 	d.stage = stage
-	if err := d.open(ctx, stagePos); err != nil {
+	u := &uploader{
+		name: opt.Name, logger: logger, now: opt.Now, client: opt.Client, stage: stage,
+		metrics: &d.Metrics, syncInterval: opt.SyncInterval, notify: make(chan struct{}, 1),
+		owner: opt.Owner, leaseTTL: opt.LeaseTTL, snapInterval: opt.SnapshotInterval, retention: opt.Retention,
+	}
+	if opt.LeaseTTL > 0 {
+		l, err := replica.LeaserOf(opt.Client)
+		if err != nil {
+			logger.Warn("fencing is off, nothing stops a second writer", "reason", err)
+		}
+		u.leaser = l
+	}
+	c := &Capture{
+		name: opt.Name, path: d.path, logger: logger, now: opt.Now, stage: stage,
+		unsent: &d.Metrics.unsent, up: u, walIndex: map[uint32]int64{},
+	}
+	c.tracker = wal.NewTracker(c.onCommit)
+	c.queue.cond.L = &c.queue.mu
+	c.applyDone = make(chan struct{})
+	u.capture = c
+	d.capture, d.up = c, u
+	if err := d.open(ctx, stagePos, opt.AllowEmptyDB); err != nil {
 		stage.Close()
 		return nil, err
 	}
 	go func() {
-		defer close(d.applyDone)
-		d.applyLoop()
+		defer close(c.applyDone)
+		c.applyLoop()
 	}()
 	return d, nil
 }
 
-func (d *DB) open(ctx context.Context, stagePos staging.Pos) error {
+// open reads where the replica and staging stand, then starts the capture
+// from the newest position.
+func (d *DB) open(ctx context.Context, stagePos staging.Pos, allowEmpty bool) error {
+	u := d.up
 	filePos, err := d.stage.ReadPos()
 	if err != nil {
 		return err
 	}
-	repPos, snap, since, err := replicaState(ctx, d.client)
+	repPos, snap, since, err := replicaState(ctx, u.client)
 	if err != nil {
 		return fmt.Errorf("read replica of %s: %w", d.name, err)
 	}
-	d.replicaPos, d.snap, d.uploadedSince = repPos, snap, since
+	u.replicaPos, u.snap, u.uploadedSince = repPos, snap, since
 	if staged, err := d.stage.Frozen(); err == nil {
 		for _, f := range staged {
-			if f.Level == replica.SnapshotLevel && f.Max > d.snap.TXID {
-				d.snap, d.uploadedSince = snapshotInfo{TXID: f.Max, Time: d.now()}, 0
+			if f.Level == replica.SnapshotLevel && f.Max > u.snap.TXID {
+				u.snap, u.uploadedSince = snapshotInfo{TXID: f.Max, Time: u.now()}, 0
 			}
 		}
 	}
-	pos := staging.Newer(staging.Newer(filePos, stagePos), repPos)
-	d.pos = pos
+	return d.capture.start(staging.Newer(staging.Newer(filePos, stagePos), repPos), repPos.TXID, allowEmpty)
+}
 
-	pageSize, exists, err := readDBHeader(d.path)
+// start sets the capture at pos: steps 2 to 4 of OpenDB. The replica
+// holds up to replicaTXID.
+func (c *Capture) start(pos staging.Pos, replicaTXID ltx.TXID, allowEmpty bool) error {
+	c.pos = pos
+	pageSize, exists, err := readDBHeader(c.path)
 	if err != nil {
 		return err
 	}
 	if !exists {
-		if repPos.TXID > 0 && !d.allowEmpty {
-			return fmt.Errorf("database %s does not exist but its replica holds TXID %d: run `litefs restore` first (or set allow-empty-db = true to start a new history)", d.path, repPos.TXID)
+		if replicaTXID > 0 && !allowEmpty {
+			return fmt.Errorf("database %s does not exist but its replica holds TXID %d: run `litefs restore` first (or set allow-empty-db = true to start a new history)", c.path, replicaTXID)
 		}
-		d.state = StateWaiting
-		d.logger.Info("database does not exist yet: waiting for the app to create it", "path", d.path)
+		c.state = StateWaiting
+		c.logger.Info("database does not exist yet: waiting for the app to create it", "path", c.path)
 		return nil
 	}
 
 	if pos.TXID > 0 {
-		if err := d.recoverWAL(pageSize); err != nil {
+		if err := c.recoverWAL(pageSize); err != nil {
 			return err
 		}
 	}
-	if err := checkpoint(d.path); err != nil {
+	if err := checkpoint(c.path); err != nil {
 		return err
 	}
-	clear(d.walIndex) // the checkpoint emptied the WAL recovery indexed
-	if pageSize, _, err = readDBHeader(d.path); err != nil {
+	clear(c.walIndex) // the checkpoint emptied the WAL recovery indexed
+	if pageSize, _, err = readDBHeader(c.path); err != nil {
 		return err
 	}
-	sums, err := sumFile(d.path, pageSize)
+	sums, err := sumFile(c.path, pageSize)
 	if err != nil {
 		return err
 	}
-	d.state = StateReplicating
-	if d.pos.TXID > 0 && sums.Checksum() == d.pos.Checksum {
-		d.sums = sums
-		d.pos = staging.Pos{TXID: d.pos.TXID, Checksum: d.pos.Checksum}
-		d.logger.Info("resuming replication", "txid", d.pos.TXID, "checksum", d.pos.Checksum)
-		return d.stage.WritePos(d.pos, true)
+	c.state = StateReplicating
+	if c.pos.TXID > 0 && sums.Checksum() == c.pos.Checksum {
+		c.sums = sums
+		c.pos = staging.Pos{TXID: c.pos.TXID, Checksum: c.pos.Checksum}
+		c.logger.Info("resuming replication", "txid", c.pos.TXID, "checksum", c.pos.Checksum)
+		return c.stage.WritePos(c.pos, true)
 	}
 	reason := "the replica is empty"
-	if d.pos.TXID > 0 {
-		reason = fmt.Sprintf("the database (checksum %s) is not the state at TXID %d (checksum %s): it was written behind litefs's back or restored from elsewhere", sums.Checksum(), d.pos.TXID, d.pos.Checksum)
+	if c.pos.TXID > 0 {
+		reason = fmt.Sprintf("the database (checksum %s) is not the state at TXID %d (checksum %s): it was written behind litefs's back or restored from elsewhere", sums.Checksum(), c.pos.TXID, c.pos.Checksum)
 	}
-	txid := d.nextSnapshotTXID()
-	d.logger.Info("taking a snapshot", "txid", txid, "reason", reason)
+	txid := c.nextSnapshotTXID()
+	c.logger.Info("taking a snapshot", "txid", txid, "reason", reason)
 	commit := uint32(len(sums.sums))
-	if d.sums, err = d.snapshotFromDisk(txid, pageSize, commit, nil); err != nil {
-		return fmt.Errorf("snapshot %s: %w", d.name, err)
+	if c.sums, err = c.snapshotFromDisk(txid, pageSize, commit, nil); err != nil {
+		return fmt.Errorf("snapshot %s: %w", c.name, err)
 	}
-	if d.sums.Checksum() != sums.Checksum() {
-		return fmt.Errorf("snapshot %s: database changed while litefs was starting", d.name)
+	if c.sums.Checksum() != sums.Checksum() {
+		return fmt.Errorf("snapshot %s: database changed while litefs was starting", c.name)
 	}
-	d.pos = staging.Pos{TXID: txid, Checksum: d.sums.Checksum()}
-	d.noteSnapshot(txid)
-	d.Metrics.unsent.push(txid, d.now())
-	return d.stage.WritePos(d.pos, true)
+	c.pos = staging.Pos{TXID: txid, Checksum: c.sums.Checksum()}
+	c.up.snapshotStaged(txid)
+	c.unsent.push(txid, c.now())
+	return c.stage.WritePos(c.pos, true)
 }
 
 // recoverWAL stages the WAL's commits past the position. Where the WAL
@@ -179,8 +184,8 @@ func (d *DB) open(ctx context.Context, stagePos staging.Pos) error {
 // state: its checksum must equal the position's, and every commit in the WAL
 // comes after. Anything else stages nothing, and the checksum compare after
 // the checkpoint decides.
-func (d *DB) recoverWAL(pageSize uint32) error {
-	f, err := os.Open(d.path + "-wal")
+func (c *Capture) recoverWAL(pageSize uint32) error {
+	f, err := os.Open(c.path + "-wal")
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	} else if err != nil {
@@ -195,30 +200,30 @@ func (d *DB) recoverWAL(pageSize uint32) error {
 	if err != nil || hdr.Magic == 0 {
 		return nil // no valid WAL: nothing to recover
 	}
-	sums, err := sumFile(d.path, pageSize)
+	sums, err := sumFile(c.path, pageSize)
 	if err != nil {
 		return err
 	}
-	d.sums = sums
-	pos := d.pos
+	c.sums = sums
+	pos := c.pos
 	sameGen := pos.HasWAL() && hdr.Salt1 == pos.WALSalt1 && hdr.Salt2 == pos.WALSalt2
 	// A position without its WAL salts cannot tell which generation it saw.
-	found := pos.HasWAL() && !sameGen && d.sums.Checksum() == pos.Checksum
+	found := pos.HasWAL() && !sameGen && c.sums.Checksum() == pos.Checksum
 	recovered := 0
 	_, _, err = wal.Scan(f, fi.Size(), func(txn *wal.Txn) error {
 		if found {
-			if err := d.stageTxn(txn); err != nil {
+			if err := c.stageTxn(txn); err != nil {
 				return err
 			}
 			recovered++
 			return nil
 		}
-		if !sameGen || txn.PageSize != d.sums.pageSize {
+		if !sameGen || txn.PageSize != c.sums.pageSize {
 			return errStopScan
 		}
-		d.sums.apply(txn.Pages, txn.Commit, &d.undo)
+		c.sums.apply(txn.Pages, txn.Commit, &c.undo)
 		if txn.Offset == pos.WALOffset {
-			if d.sums.Checksum() != pos.Checksum {
+			if c.sums.Checksum() != pos.Checksum {
 				return errStopScan
 			}
 			found = true
@@ -226,10 +231,10 @@ func (d *DB) recoverWAL(pageSize uint32) error {
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStopScan) {
-		return fmt.Errorf("recover WAL of %s: %w", d.name, err)
+		return fmt.Errorf("recover WAL of %s: %w", c.name, err)
 	}
 	if recovered > 0 {
-		d.logger.Info("staged commits found in the WAL past the last position", "count", recovered, "txid", d.pos.TXID)
+		c.logger.Info("staged commits found in the WAL past the last position", "count", recovered, "txid", c.pos.TXID)
 	}
 	return nil
 }
@@ -259,13 +264,6 @@ func checkpoint(path string) error {
 		return fmt.Errorf("checkpoint %s: database is busy: is another process using it outside litefs?", path)
 	}
 	return nil
-}
-
-// ReplicaPosition returns the replica's newest TXID and the checksum after
-// it; the zero Pos for an empty replica.
-func ReplicaPosition(ctx context.Context, c replica.ReplicaClient) (staging.Pos, error) {
-	pos, _, _, err := replicaState(ctx, c)
-	return pos, err
 }
 
 // replicaState reads the replica's newest position, its newest snapshot and

@@ -39,7 +39,7 @@ func TestRetentionWaitsForIdle(t *testing.T) {
 	defer stage.Close()
 	now := time.Unix(1e9, 0)
 	client := &listCounter{ReplicaClient: file.NewClient(filepath.Join(dir, "replica"))}
-	d := &DB{client: client, stage: stage, retention: time.Hour,
+	d := &uploader{client: client, stage: stage, retention: time.Hour,
 		logger: slog.New(slog.NewTextHandler(io.Discard, nil)), now: func() time.Time { return now }}
 	ctx := context.Background()
 

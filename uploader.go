@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -21,24 +24,90 @@ const (
 	leasePoll  = time.Second
 )
 
+// uploader is the second half of a replicated database: it freezes what
+// the capture staged and uploads it, inside the replica's lease, one pass
+// at a time (flushMu); it owns the snapshot policy (snapshot.go),
+// retention (retention.go), the lease (lease.go) and the replica's
+// position. It reads the capture only through its methods.
+type uploader struct {
+	name         string
+	logger       *slog.Logger
+	now          func() time.Time
+	client       replica.ReplicaClient
+	stage        *staging.Log
+	capture      *Capture
+	metrics      *Metrics
+	syncInterval time.Duration
+
+	// notify wakes Run when something was staged.
+	notify chan struct{}
+	// mountPath is where the app sees the database: snapshots pin the WAL
+	// there (pin.go). nil while unmounted.
+	mountPath atomic.Pointer[string]
+
+	flushMu sync.Mutex // one freeze and upload pass at a time
+	// retentionDue: a snapshot was uploaded since retention last ran, at
+	// retentionSince. Guarded by flushMu.
+	retentionDue   bool
+	retentionSince time.Time
+
+	repMu      sync.Mutex
+	replicaPos staging.Pos // what the replica holds (max TXID)
+
+	mu            sync.Mutex
+	snap          snapshotInfo // the newest snapshot, staged or in the replica
+	uploadedSince int64        // bytes uploaded since that snapshot
+
+	// Owned by the goroutine in Run (and Flush, under flushMu).
+	leaser       replica.Leaser // nil: no fencing
+	owner        string
+	leaseTTL     time.Duration
+	lease        *replica.Lease
+	leasedBefore bool // we held the lease on this replica since start-up
+	snapInterval time.Duration
+	retention    time.Duration
+
+	needRebase   atomic.Bool                    // staging must restart from a new snapshot
+	snapMismatch atomic.Int32                   // snapshots in a row that did not match the tracked checksum
+	leaseWait    atomic.Pointer[leaseWaitError] // set while another writer holds the lease
+}
+
+// staged implements uploadSide: wake Run.
+func (u *uploader) staged() {
+	select {
+	case u.notify <- struct{}{}:
+	default:
+	}
+}
+
+// replicaTXID implements uploadSide.
+func (u *uploader) replicaTXID() ltx.TXID { return u.ReplicaPos().TXID }
+
+// ReplicaPos is the newest position the replica confirmed.
+func (u *uploader) ReplicaPos() staging.Pos {
+	u.repMu.Lock()
+	defer u.repMu.Unlock()
+	return u.replicaPos
+}
+
 // Run uploads staged segments until ctx ends. With a sync interval it waits
 // that long after the first new segment so one object carries the whole
 // window; with 0 it uploads as soon as the previous upload returned. An idle
 // database sends nothing: no lease renewals, no listings.
-func (d *DB) Run(ctx context.Context) {
+func (u *uploader) Run(ctx context.Context) {
 	backoff := time.Duration(0)
-	pending := d.hasStaged() || d.needRebase.Load()
+	pending := u.hasStaged() || u.needRebase.Load()
 	for {
 		if !pending {
 			var snapDue <-chan time.Time
 			var timer *time.Timer
-			if at, ok := d.nextSnapshotAt(); ok {
+			if at, ok := u.nextSnapshotAt(); ok {
 				timer = time.NewTimer(time.Until(at))
 				snapDue = timer.C
 			}
 			select {
 			case <-ctx.Done():
-			case <-d.notify:
+			case <-u.notify:
 			case <-snapDue:
 			}
 			if timer != nil {
@@ -48,38 +117,36 @@ func (d *DB) Run(ctx context.Context) {
 				return
 			}
 		}
-		wait := d.syncInterval
+		wait := u.syncInterval
 		if backoff > 0 {
 			wait = backoff
 		}
 		if wait > 0 && sleep(ctx, wait) != nil {
 			return
 		}
-		err := d.Flush(ctx)
+		err := u.Flush(ctx)
 		var held *leaseWaitError
 		switch {
 		case err == nil:
 			backoff, pending = 0, false
-			d.leaseWait.Store(nil)
+			u.leaseWait.Store(nil)
 		case ctx.Err() != nil:
 			return
 		case errors.As(err, &held):
-			if d.leaseWait.Swap(held) == nil {
-				d.logger.Warn(held.Error())
+			if u.leaseWait.Swap(held) == nil {
+				u.logger.Warn(held.Error())
 			}
 			// Look again every second: a clean stop of the other writer
 			// releases the lease long before it expires.
 			backoff, pending = min(max(time.Until(held.expires), minBackoff), leasePoll), true
 		case errors.Is(err, replica.ErrConflict) || errors.Is(err, ErrFenced):
-			d.lease = nil // not ours to release any more
-			d.mu.Lock()
-			d.stop(fmt.Errorf("%w: another writer owns the replica of %s; uploads stopped and nothing was overwritten: %v", ErrFenced, d.name, err))
-			d.mu.Unlock()
+			u.lease = nil // not ours to release any more
+			u.capture.fail(fmt.Errorf("%w: another writer owns the replica of %s; uploads stopped and nothing was overwritten: %v", ErrFenced, u.name, err))
 			return
 		default:
-			d.Metrics.UploadErr.Add(1)
+			u.metrics.UploadErr.Add(1)
 			backoff = nextBackoff(backoff)
-			d.logger.Warn("upload failed; will retry (the app is not affected, staging holds the data)", "err", err, "retry_in", backoff.Round(time.Millisecond))
+			u.logger.Warn("upload failed; will retry (the app is not affected, staging holds the data)", "err", err, "retry_in", backoff.Round(time.Millisecond))
 			pending = true
 		}
 	}
@@ -110,109 +177,107 @@ func nextBackoff(b time.Duration) time.Duration {
 	return b/2 + rand.N(b/2+1)
 }
 
-func (d *DB) hasStaged() bool { return d.stage.Bytes() > 0 }
+func (u *uploader) hasStaged() bool { return u.stage.Bytes() > 0 }
 
 // Flush takes a snapshot if one is due, freezes what is staged and uploads
 // every frozen object in TXID order, inside the lease. A frozen object is
 // deleted only after the replica confirmed it.
-func (d *DB) Flush(ctx context.Context) error {
-	d.flushMu.Lock()
-	defer d.flushMu.Unlock()
-	d.drain()
-	if err := d.fenced(); err != nil {
+func (u *uploader) Flush(ctx context.Context) error {
+	u.flushMu.Lock()
+	defer u.flushMu.Unlock()
+	u.capture.drain()
+	if err := u.fenced(); err != nil {
 		return err
 	}
 	for attempt := 0; ; attempt++ {
-		if d.needRebase.Load() {
-			if _, err := d.takeSnapshot(ctx, true); err != nil {
+		if u.needRebase.Load() {
+			if _, err := u.takeSnapshot(ctx, true); err != nil {
 				return err
 			}
-		} else if d.snapshotDue() {
-			if _, err := d.takeSnapshot(ctx, false); err != nil {
+		} else if u.snapshotDue() {
+			if _, err := u.takeSnapshot(ctx, false); err != nil {
 				return err
 			}
 		}
-		if _, err := d.stage.Freeze(); err != nil {
+		if _, err := u.stage.Freeze(); err != nil {
 			return err
 		}
-		files, err := d.stage.Frozen()
+		files, err := u.stage.Frozen()
 		if err != nil || len(files) == 0 {
 			return err
 		}
-		if err := d.ensureLease(ctx); err != nil {
+		if err := u.ensureLease(ctx); err != nil {
 			return err
 		}
-		if d.needRebase.Load() && attempt == 0 {
+		if u.needRebase.Load() && attempt == 0 {
 			continue // the replica moved on while we waited for the lease
 		}
 		for _, f := range files {
-			if !d.inLease() {
-				if err := d.ensureLease(ctx); err != nil {
+			if !u.inLease() {
+				if err := u.ensureLease(ctx); err != nil {
 					return err
 				}
 			}
-			if err := d.upload(ctx, f); err != nil {
+			if err := u.upload(ctx, f); err != nil {
 				return err
 			}
 		}
-		pos := d.Pos()
-		if pos.TXID == d.ReplicaPos().TXID {
+		pos := u.capture.Pos()
+		if pos.TXID == u.ReplicaPos().TXID {
 			// Keep the WAL position on disk once staging is empty: start-up
 			// needs it to find commits a crash left only in the WAL.
-			if err := d.stage.WritePos(pos, false); err != nil {
+			if err := u.stage.WritePos(pos, false); err != nil {
 				return err
 			}
 		}
-		d.retentionIfDue(ctx)
+		u.retentionIfDue(ctx)
 		return nil
 	}
 }
 
-func (d *DB) upload(ctx context.Context, f staging.Frozen) error {
+func (u *uploader) upload(ctx context.Context, f staging.Frozen) error {
 	key := fmt.Sprintf("level %d %s", f.Level, ltx.FormatFilename(f.Min, f.Max))
-	post, err := d.stage.PostApply(f)
+	post, err := u.stage.PostApply(f)
 	if err != nil {
 		return fmt.Errorf("upload %s: %w", key, err)
 	}
-	r, err := d.stage.Open(f)
+	r, err := u.stage.Open(f)
 	if err != nil {
 		return fmt.Errorf("upload %s: %w", key, err)
 	}
 	defer r.Close()
-	if _, err := d.client.WriteLTXFile(ctx, f.Level, f.Min, f.Max, r); err != nil {
+	if _, err := u.client.WriteLTXFile(ctx, f.Level, f.Min, f.Max, r); err != nil {
 		return fmt.Errorf("upload %s: %w", key, err)
 	}
-	d.Metrics.UploadOK.Add(1)
-	d.Metrics.UploadedBytes.Add(uint64(f.Size))
-	d.repMu.Lock()
-	if f.Max > d.replicaPos.TXID {
-		d.replicaPos = staging.Pos{TXID: f.Max, Checksum: post}
+	u.metrics.UploadOK.Add(1)
+	u.metrics.UploadedBytes.Add(uint64(f.Size))
+	u.repMu.Lock()
+	if f.Max > u.replicaPos.TXID {
+		u.replicaPos = staging.Pos{TXID: f.Max, Checksum: post}
 	}
-	d.repMu.Unlock()
-	d.Metrics.unsent.confirmed(f.Max)
-	d.logger.Debug("uploaded", "object", key, "bytes", f.Size)
-	if err := d.stage.Remove(f); err != nil {
+	u.repMu.Unlock()
+	u.metrics.unsent.confirmed(f.Max)
+	u.logger.Debug("uploaded", "object", key, "bytes", f.Size)
+	if err := u.stage.Remove(f); err != nil {
 		return err
 	}
 	if f.Level == replica.SnapshotLevel {
-		if !d.retentionDue {
-			d.retentionDue, d.retentionSince = true, d.now()
+		if !u.retentionDue {
+			u.retentionDue, u.retentionSince = true, u.now()
 		}
 	} else {
-		d.mu.Lock()
-		d.uploadedSince += f.Size
-		d.mu.Unlock()
+		u.mu.Lock()
+		u.uploadedSince += f.Size
+		u.mu.Unlock()
 	}
 	return nil
 }
 
 // fenced returns why uploads stopped for good, if they did: another writer
 // owns the replica, and nothing may be written to it any more.
-func (d *DB) fenced() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.state == StateStopped && errors.Is(d.err, ErrFenced) {
-		return d.err
+func (u *uploader) fenced() error {
+	if state, err := u.capture.State(); state == StateStopped && errors.Is(err, ErrFenced) {
+		return err
 	}
 	return nil
 }
@@ -222,48 +287,24 @@ func (d *DB) fenced() error {
 // has not written this replica yet (it just started, the previous writer
 // died) continues that history with a new snapshot; one that had the lease
 // before and lost it while idle is fenced: the other writer is alive.
-func (d *DB) checkReplicaAfterLease(ctx context.Context) error {
-	remote, _, _, err := replicaState(ctx, d.client)
+func (u *uploader) checkReplicaAfterLease(ctx context.Context) error {
+	remote, _, _, err := replicaState(ctx, u.client)
 	if err != nil {
 		return fmt.Errorf("read replica after taking the lease: %w", err)
 	}
-	d.repMu.Lock()
-	moved := remote.TXID > d.replicaPos.TXID
+	u.repMu.Lock()
+	moved := remote.TXID > u.replicaPos.TXID
 	if moved {
-		d.replicaPos = remote
+		u.replicaPos = remote
 	}
-	d.repMu.Unlock()
+	u.repMu.Unlock()
 	switch {
-	case moved && d.leasedBefore:
+	case moved && u.leasedBefore:
 		return fmt.Errorf("%w: another writer advanced the replica to TXID %d while our lease had lapsed", ErrFenced, remote.TXID)
 	case moved:
-		d.logger.Warn("another writer advanced the replica while we waited for the lease; taking a new snapshot that continues its TXIDs", "replica_txid", remote.TXID)
-		d.needRebase.Store(true)
+		u.logger.Warn("another writer advanced the replica while we waited for the lease; taking a new snapshot that continues its TXIDs", "replica_txid", remote.TXID)
+		u.needRebase.Store(true)
 	}
-	d.leasedBefore = true
+	u.leasedBefore = true
 	return nil
-}
-
-// Close releases the lease and makes staging and the position durable. The
-// uploader must have stopped.
-func (d *DB) Close(ctx context.Context) error {
-	d.closeQueue()
-	err := d.releaseLease(ctx)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	serr := d.stage.Sync()
-	if err == nil {
-		err = serr
-	}
-	// Staging that could not be written or synced must not be claimed by a
-	// durable position: start-up would skip those commits in the WAL.
-	if serr == nil {
-		if werr := d.stage.WritePos(d.pos, true); err == nil {
-			err = werr
-		}
-	}
-	if cerr := d.stage.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -2,11 +2,11 @@
 // that reach a -wal file into committed transactions, without polling and
 // without reading the file back.
 //
-// It knows nothing of FUSE, LTX or S3. The root package's DB owns one
-// Tracker per database; fs/ feeds it every write and truncate of the -wal
-// file (after the bytes reached the real file) and the WAL's unlink; at
-// start-up the DB calls Load (or Scan, to replicate commits that were in the
-// WAL but not yet staged) before the app can write.
+// It knows nothing of FUSE, LTX or S3. The root package's Capture owns one
+// Tracker per database and feeds it every write and truncate of the -wal
+// file that fs/ hands it (after the bytes reached the real file) and the
+// WAL's unlink; at start-up it calls Scan, to stage the commits that were in
+// the WAL but not yet staged, before the app can write.
 //
 // # On-disk format
 //

@@ -205,8 +205,3 @@ func checkFrame(bigEndian bool, salt1, salt2, s1, s2 uint32, frame []byte) (uint
 func TouchesHeader(off int64, n int) bool {
 	return n > 0 && off < HeaderSize && off+int64(n) > 0
 }
-
-// frameOffset is the WAL offset of the zero-based frame i.
-func frameOffset(i int64, pageSize uint32) int64 {
-	return HeaderSize + i*(FrameHeaderSize+int64(pageSize))
-}

@@ -99,7 +99,7 @@ func (dm *Daemon) Start(ctx context.Context) (err error) {
 			return err
 		}
 		dm.dbs = append(dm.dbs, db)
-		fsdbs[name] = db
+		fsdbs[name] = db.Capture()
 	}
 	if cfg.HTTP.Addr != "" && cfg.HTTP.Addr != "off" {
 		ln, err := net.Listen("tcp", cfg.HTTP.Addr)
