@@ -125,15 +125,6 @@ func ParseFrameHeader(b []byte) FrameHeader {
 	}
 }
 
-// AppendBinary appends the frame header's 24 bytes as stored.
-func (f FrameHeader) AppendBinary(b []byte) ([]byte, error) {
-	be := binary.BigEndian
-	for _, v := range [...]uint32{f.Pgno, f.Commit, f.Salt1, f.Salt2, f.Checksum1, f.Checksum2} {
-		b = be.AppendUint32(b, v)
-	}
-	return b, nil
-}
-
 // Checksum continues SQLite's WAL checksum (s1, s2) over b, whose length must
 // be a multiple of 8 (a trailing partial word pair is ignored). The words are
 // read big- or little-endian as the header's magic says; the result is stored
