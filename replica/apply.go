@@ -9,6 +9,7 @@ import (
 	"math"
 	"sync"
 
+	"github.com/litefs-dev/litefs/internal/checksum"
 	"github.com/pierrec/lz4/v4"
 	"github.com/superfly/ltx"
 )
@@ -26,7 +27,7 @@ var ErrChecksumChain = errors.New("checksum chain broken")
 // Here the applier's goroutine parses (page headers and sizes, the checks on
 // page numbers) and gathers pages into segments of 512 KiB; workers
 // decompress each segment and compute data() of its pages (see
-// pageHasher), the one pass over the bytes; the applier then folds the
+// checksum.Hasher), the one pass over the bytes; the applier then folds the
 // segments in file order into the file checksum and the page checksums, a
 // few table lookups a page, and hands them to the writer.
 type applier struct {
@@ -38,11 +39,11 @@ type applier struct {
 	// when it carries none), so a file overlapping the chain can still be
 	// checked when it starts right after one of them.
 	posts map[ltx.TXID]ltx.Checksum
-	sums  pageSums // the checksum of every page written
-	size  int64    // the temp file's size as written
+	sums  checksum.Sums // the checksum of every page written
+	size  int64         // the temp file's size as written
 
-	h       *pageHasher
-	fileReg uint64     // the file checksum's register (see pageHasher)
+	h       *checksum.Hasher
+	fileReg uint64     // the file checksum's register (see checksum.Hasher)
 	seg     *segment   // being gathered
 	pending []*segment // handed to the workers, in file order
 	work    chan *segment
@@ -56,7 +57,7 @@ type applier struct {
 
 // segment is up to segmentSize bytes of one file's pages, in file order.
 type segment struct {
-	h      *pageHasher
+	h      *checksum.Hasher
 	pages  []segPage
 	buf    []byte   // the pages, decoded
 	d      []uint64 // data() of each page, set by the worker
@@ -104,7 +105,7 @@ func (seg *segment) decode() (err error) {
 			err = fmt.Errorf("malformed LTX file: %v", p)
 		}
 	}()
-	pageSize := int(seg.h.pageSize)
+	pageSize := int(seg.h.PageSize())
 	seg.d = seg.d[:0]
 	for i, p := range seg.pages {
 		data := seg.buf[i*pageSize : (i+1)*pageSize]
@@ -115,7 +116,7 @@ func (seg *segment) decode() (err error) {
 				return fmt.Errorf("decode page %d: decompressed to %d bytes, not %d", p.pgno, n, pageSize)
 			}
 		}
-		seg.d = append(seg.d, seg.h.data(data))
+		seg.d = append(seg.d, seg.h.Data(data))
 	}
 	return nil
 }
@@ -164,11 +165,11 @@ func (a *applier) apply(info *ltx.FileInfo, s *stream) (pages int, err error) {
 		return 0, fmt.Errorf("decode header: %w", err)
 	}
 	// Everything but the file checksum itself, with pages uncompressed.
-	a.fileReg = crcUpdate(^uint64(0), b)
+	a.fileReg = checksum.Update(^uint64(0), b)
 	if err := a.checkHeader(info, hdr); err != nil {
 		return 0, err
 	}
-	a.h = hasherFor(hdr.PageSize)
+	a.h = checksum.HasherFor(hdr.PageSize)
 	if hdr.IsSnapshot() {
 		// A full-database file replaces everything, even a different page size.
 		if err := a.w.truncate(0); err != nil {
@@ -176,9 +177,9 @@ func (a *applier) apply(info *ltx.FileInfo, s *stream) (pages int, err error) {
 		}
 		a.size = 0
 		a.pageSize = hdr.PageSize
-		a.sums.reset(a.h)
+		a.sums.Reset(hdr.PageSize)
 	}
-	a.sums.resize(hdr.Commit)
+	a.sums.Truncate(hdr.Commit)
 
 	pageSize := int(hdr.PageSize)
 	maxBlock := uint32(lz4.CompressBlockBound(pageSize))
@@ -260,7 +261,7 @@ func (a *applier) apply(info *ltx.FileInfo, s *stream) (pages int, err error) {
 			return pages, err
 		}
 	}
-	a.fileReg = crcUpdate(a.fileReg, make([]byte, ltx.PageHeaderSize)) // the end of the pages
+	a.fileReg = checksum.Update(a.fileReg, make([]byte, ltx.PageHeaderSize)) // the end of the pages
 
 	trailer, fileReg, err := readTrailer(s, a.fileReg)
 	if err != nil {
@@ -269,9 +270,9 @@ func (a *applier) apply(info *ltx.FileInfo, s *stream) (pages int, err error) {
 	if chk := ltx.ChecksumFlag | ltx.Checksum(^fileReg); chk != trailer.FileChecksum {
 		return pages, fmt.Errorf("verify: %w", ltx.ErrChecksumMismatch)
 	}
-	if hdr.IsSnapshot() && !hdr.NoChecksum() && trailer.PostApplyChecksum != a.sums.checksum() {
+	if hdr.IsSnapshot() && !hdr.NoChecksum() && trailer.PostApplyChecksum != a.sums.Checksum() {
 		return pages, fmt.Errorf("verify: post-apply checksum in trailer (%s) does not match calculated checksum (%s)",
-			trailer.PostApplyChecksum, a.sums.checksum())
+			trailer.PostApplyChecksum, a.sums.Checksum())
 	}
 
 	// Truncating after every file whose size changed, not only at the end,
@@ -334,7 +335,7 @@ func (a *applier) segment() (*segment, error) {
 		a.w.free <- seg
 		return nil, err
 	}
-	if n := max(segmentSize, int(a.h.pageSize)); cap(seg.buf) < n {
+	if n := max(segmentSize, int(a.h.PageSize())); cap(seg.buf) < n {
 		seg.buf = make([]byte, 0, n)
 	}
 	seg.h, seg.pages, seg.buf, seg.err = a.h, seg.pages[:0], seg.buf[:0], nil
@@ -377,8 +378,8 @@ func (a *applier) fold() error {
 			binary.BigEndian.PutUint32(b[6:], p.size)
 			hb = b[:]
 		}
-		a.fileReg = h.feed(crcUpdate(a.fileReg, hb), seg.d[i])
-		a.sums.set(p.pgno, h.pageChecksum(p.pgno, seg.d[i]))
+		a.fileReg = h.Feed(checksum.Update(a.fileReg, hb), seg.d[i])
+		a.sums.Set(p.pgno, h.PageChecksum(p.pgno, seg.d[i]))
 		seg.pages[i].src = nil
 	}
 	for i, b := range seg.blocks {
@@ -387,7 +388,7 @@ func (a *applier) fold() error {
 	}
 	seg.blocks = seg.blocks[:0]
 	last := seg.pages[len(seg.pages)-1].pgno
-	a.size = max(a.size, int64(last)*int64(h.pageSize))
+	a.size = max(a.size, int64(last)*int64(h.PageSize()))
 	if err := a.w.write(seg); err != nil {
 		a.pending = nil
 		return fmt.Errorf("write pages %d-%d: %w", seg.pages[0].pgno, last, err)

@@ -90,7 +90,7 @@ func (w *writer) run() {
 
 // writeSegment writes each run of consecutive pages with one call.
 func (w *writer) writeSegment(seg *segment) error {
-	pageSize := int64(seg.h.pageSize)
+	pageSize := int64(seg.h.PageSize())
 	pages := seg.pages
 	for i := 0; i < len(pages); {
 		j := i + 1

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/litefs-dev/litefs/internal/checksum"
 	"github.com/superfly/ltx"
 )
 
@@ -25,7 +26,7 @@ func readTrailer(s *stream, reg uint64) (ltx.Trailer, uint64, error) {
 		if hashed, err = p.write(b); err != nil {
 			return ltx.Trailer{}, 0, err
 		}
-		reg = crcUpdate(reg, hashed)
+		reg = checksum.Update(reg, hashed)
 	}
 	if b, err := s.next(); err != io.EOF {
 		if err != nil {
