@@ -7,10 +7,9 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"sync"
-	"syscall"
 
+	"github.com/litefs-dev/litefs/internal/checksum"
 	"github.com/pierrec/lz4/v4"
 	"github.com/superfly/ltx"
 )
@@ -28,7 +27,7 @@ var ErrChecksumChain = errors.New("checksum chain broken")
 // Here the applier's goroutine parses (page headers and sizes, the checks on
 // page numbers) and gathers pages into segments of 512 KiB; workers
 // decompress each segment and compute data() of its pages (see
-// pageHasher), the one pass over the bytes; the applier then folds the
+// checksum.Hasher), the one pass over the bytes; the applier then folds the
 // segments in file order into the file checksum and the page checksums, a
 // few table lookups a page, and hands them to the writer.
 type applier struct {
@@ -40,11 +39,11 @@ type applier struct {
 	// when it carries none), so a file overlapping the chain can still be
 	// checked when it starts right after one of them.
 	posts map[ltx.TXID]ltx.Checksum
-	sums  pageSums // the checksum of every page written
-	size  int64    // the temp file's size as written
+	sums  checksum.Sums // the checksum of every page written
+	size  int64         // the temp file's size as written
 
-	h       *pageHasher
-	fileReg uint64     // the file checksum's register (see pageHasher)
+	h       *checksum.Hasher
+	fileReg uint64     // the file checksum's register (see checksum.Hasher)
 	seg     *segment   // being gathered
 	pending []*segment // handed to the workers, in file order
 	work    chan *segment
@@ -58,7 +57,7 @@ type applier struct {
 
 // segment is up to segmentSize bytes of one file's pages, in file order.
 type segment struct {
-	h      *pageHasher
+	h      *checksum.Hasher
 	pages  []segPage
 	buf    []byte   // the pages, decoded
 	d      []uint64 // data() of each page, set by the worker
@@ -106,7 +105,7 @@ func (seg *segment) decode() (err error) {
 			err = fmt.Errorf("malformed LTX file: %v", p)
 		}
 	}()
-	pageSize := int(seg.h.pageSize)
+	pageSize := int(seg.h.PageSize())
 	seg.d = seg.d[:0]
 	for i, p := range seg.pages {
 		data := seg.buf[i*pageSize : (i+1)*pageSize]
@@ -117,7 +116,7 @@ func (seg *segment) decode() (err error) {
 				return fmt.Errorf("decode page %d: decompressed to %d bytes, not %d", p.pgno, n, pageSize)
 			}
 		}
-		seg.d = append(seg.d, seg.h.data(data))
+		seg.d = append(seg.d, seg.h.Data(data))
 	}
 	return nil
 }
@@ -166,11 +165,11 @@ func (a *applier) apply(info *ltx.FileInfo, s *stream) (pages int, err error) {
 		return 0, fmt.Errorf("decode header: %w", err)
 	}
 	// Everything but the file checksum itself, with pages uncompressed.
-	a.fileReg = crcUpdate(^uint64(0), b)
+	a.fileReg = checksum.Update(^uint64(0), b)
 	if err := a.checkHeader(info, hdr); err != nil {
 		return 0, err
 	}
-	a.h = hasherFor(hdr.PageSize)
+	a.h = checksum.HasherFor(hdr.PageSize)
 	if hdr.IsSnapshot() {
 		// A full-database file replaces everything, even a different page size.
 		if err := a.w.truncate(0); err != nil {
@@ -178,9 +177,9 @@ func (a *applier) apply(info *ltx.FileInfo, s *stream) (pages int, err error) {
 		}
 		a.size = 0
 		a.pageSize = hdr.PageSize
-		a.sums.reset(a.h)
+		a.sums.Reset(hdr.PageSize)
 	}
-	a.sums.resize(hdr.Commit)
+	a.sums.Truncate(hdr.Commit)
 
 	pageSize := int(hdr.PageSize)
 	maxBlock := uint32(lz4.CompressBlockBound(pageSize))
@@ -262,7 +261,7 @@ func (a *applier) apply(info *ltx.FileInfo, s *stream) (pages int, err error) {
 			return pages, err
 		}
 	}
-	a.fileReg = crcUpdate(a.fileReg, make([]byte, ltx.PageHeaderSize)) // the end of the pages
+	a.fileReg = checksum.Update(a.fileReg, make([]byte, ltx.PageHeaderSize)) // the end of the pages
 
 	trailer, fileReg, err := readTrailer(s, a.fileReg)
 	if err != nil {
@@ -271,9 +270,9 @@ func (a *applier) apply(info *ltx.FileInfo, s *stream) (pages int, err error) {
 	if chk := ltx.ChecksumFlag | ltx.Checksum(^fileReg); chk != trailer.FileChecksum {
 		return pages, fmt.Errorf("verify: %w", ltx.ErrChecksumMismatch)
 	}
-	if hdr.IsSnapshot() && !hdr.NoChecksum() && trailer.PostApplyChecksum != a.sums.checksum() {
+	if hdr.IsSnapshot() && !hdr.NoChecksum() && trailer.PostApplyChecksum != a.sums.Checksum() {
 		return pages, fmt.Errorf("verify: post-apply checksum in trailer (%s) does not match calculated checksum (%s)",
-			trailer.PostApplyChecksum, a.sums.checksum())
+			trailer.PostApplyChecksum, a.sums.Checksum())
 	}
 
 	// Truncating after every file whose size changed, not only at the end,
@@ -336,7 +335,7 @@ func (a *applier) segment() (*segment, error) {
 		a.w.free <- seg
 		return nil, err
 	}
-	if n := max(segmentSize, int(a.h.pageSize)); cap(seg.buf) < n {
+	if n := max(segmentSize, int(a.h.PageSize())); cap(seg.buf) < n {
 		seg.buf = make([]byte, 0, n)
 	}
 	seg.h, seg.pages, seg.buf, seg.err = a.h, seg.pages[:0], seg.buf[:0], nil
@@ -379,8 +378,8 @@ func (a *applier) fold() error {
 			binary.BigEndian.PutUint32(b[6:], p.size)
 			hb = b[:]
 		}
-		a.fileReg = h.feed(crcUpdate(a.fileReg, hb), seg.d[i])
-		a.sums.set(p.pgno, h.pageChecksum(p.pgno, seg.d[i]))
+		a.fileReg = h.Feed(checksum.Update(a.fileReg, hb), seg.d[i])
+		a.sums.Set(p.pgno, h.PageChecksum(p.pgno, seg.d[i]))
 		seg.pages[i].src = nil
 	}
 	for i, b := range seg.blocks {
@@ -389,7 +388,7 @@ func (a *applier) fold() error {
 	}
 	seg.blocks = seg.blocks[:0]
 	last := seg.pages[len(seg.pages)-1].pgno
-	a.size = max(a.size, int64(last)*int64(h.pageSize))
+	a.size = max(a.size, int64(last)*int64(h.PageSize()))
 	if err := a.w.write(seg); err != nil {
 		a.pending = nil
 		return fmt.Errorf("write pages %d-%d: %w", seg.pages[0].pgno, last, err)
@@ -414,93 +413,6 @@ func (a *applier) readFrame(s *stream, data []byte) error {
 		return errors.New("read lz4 trailer: expected lz4 end frame")
 	}
 	return nil
-}
-
-// readTrailer reads what follows the pages (the page index, its size and
-// the trailer), feeding all of it but the file checksum to the register.
-// The index is checked for well-formedness as ltx.Decoder does.
-func readTrailer(s *stream, reg uint64) (ltx.Trailer, uint64, error) {
-	var p tailParser
-	for !p.done() {
-		b, err := s.next()
-		if err == io.EOF {
-			return ltx.Trailer{}, 0, fmt.Errorf("file ends %d bytes after its pages: truncated: %w", p.n, io.ErrUnexpectedEOF)
-		} else if err != nil {
-			return ltx.Trailer{}, 0, err
-		}
-		var hashed []byte
-		if hashed, err = p.write(b); err != nil {
-			return ltx.Trailer{}, 0, err
-		}
-		reg = crcUpdate(reg, hashed)
-	}
-	if b, err := s.next(); err != io.EOF {
-		if err != nil {
-			return ltx.Trailer{}, 0, err
-		}
-		return ltx.Trailer{}, 0, fmt.Errorf("%d unexpected bytes after the trailer", len(b))
-	}
-	var t ltx.Trailer
-	if err := t.UnmarshalBinary(p.fixed[8:]); err != nil {
-		return ltx.Trailer{}, 0, err
-	}
-	return t, reg, nil
-}
-
-// tailParser takes the bytes after the page block in pieces: uvarint
-// triples (pgno, offset, size) ending at a zero pgno, then 24 fixed bytes:
-// the index size, the post-apply checksum and the file checksum.
-type tailParser struct {
-	n      int64  // bytes taken
-	field  int    // of the triple being read
-	nbyte  int    // bytes of the uvarint being read
-	v      uint64 // its value so far
-	idxEnd bool   // read the index's end marker
-	fixed  [8 + ltx.TrailerSize]byte
-	nfixed int
-}
-
-var errVarint = errors.New("read page index: varint overflows a 64-bit integer")
-
-func (p *tailParser) done() bool { return p.nfixed == len(p.fixed) }
-
-// write takes b, which must not run past the trailer, and returns the part
-// of it the file checksum covers.
-func (p *tailParser) write(b []byte) ([]byte, error) {
-	i := 0
-	for ; i < len(b) && !p.idxEnd; i++ { // as binary.ReadUvarint
-		c := b[i]
-		p.nbyte++
-		if c >= 0x80 {
-			if p.nbyte == binary.MaxVarintLen64 {
-				return nil, errVarint
-			}
-			p.v |= uint64(c&0x7f) << (7 * (p.nbyte - 1))
-			continue
-		}
-		if p.nbyte == binary.MaxVarintLen64 && c > 1 {
-			return nil, errVarint
-		}
-		v := p.v | uint64(c)<<(7*(p.nbyte-1))
-		p.nbyte, p.v = 0, 0
-		if p.field == 0 && v == 0 {
-			p.idxEnd = true
-		}
-		p.field = (p.field + 1) % 3
-	}
-	hashed := i
-	for ; i < len(b) && p.nfixed < len(p.fixed); i++ {
-		p.fixed[p.nfixed] = b[i]
-		p.nfixed++
-		if p.nfixed <= len(p.fixed)-ltx.ChecksumSize {
-			hashed = i + 1
-		}
-	}
-	p.n += int64(i)
-	if i < len(b) {
-		return nil, fmt.Errorf("%d unexpected bytes after the trailer", len(b)-i)
-	}
-	return b[:hashed], nil
 }
 
 // checkHeader verifies that the file is the one named and continues the chain.
@@ -534,199 +446,4 @@ func nextPage(prev, lock uint32) uint32 {
 		return prev + 2
 	}
 	return prev + 1
-}
-
-// syncEvery is how many bytes the writer writes between asking for an
-// fsync in the background: the disk writes while the
-// restore downloads, instead of all at once in the final fsync. A variable
-// for tests.
-var syncEvery int64 = 32 << 20
-
-// directMin is the shortest run of pages written with O_DIRECT, when the
-// system and file system allow it: a restore writes each page once and
-// never reads it back, and through the page cache every byte costs a copy,
-// a new page of memory (which a VM may first have to get from its host) and
-// writeback later; that was most of a large restore's CPU. Shorter runs
-// (the scattered pages of incremental files) go through the page cache,
-// where they cost no wait on the device. Linux keeps the two coherent.
-const directMin = 256 << 10
-
-// writer performs the temp file's writes and truncations in order on its own
-// goroutine, so the kernel's work overlaps decoding, and recycles segments.
-type writer struct {
-	f        *os.File // through the page cache
-	df       *os.File // O_DIRECT, nil when unavailable
-	segments int      // in circulation
-	ops      chan writeOp
-	free     chan *segment
-	done     chan struct{}
-	kick     chan struct{} // to the syncer
-	synced   chan struct{} // the syncer has stopped
-	unsynced int64
-
-	mu  sync.Mutex
-	err error // the first failure; every later op is skipped
-}
-
-type writeOp struct {
-	seg  *segment // nil: truncate
-	size int64
-}
-
-// newWriter creates (or truncates) the file at path.
-func newWriter(path string, segments int) (*writer, error) {
-	// O_TRUNC: a temp file left by a killed restore is ours to reuse.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	w := &writer{
-		f: f, segments: segments,
-		ops:    make(chan writeOp, segments+1),
-		free:   make(chan *segment, segments),
-		done:   make(chan struct{}),
-		kick:   make(chan struct{}, 1),
-		synced: make(chan struct{}),
-	}
-	if oDirect != 0 {
-		w.df, _ = os.OpenFile(path, os.O_WRONLY|oDirect, 0) // tmpfs refuses: no matter
-	}
-	for range segments {
-		w.free <- &segment{done: make(chan struct{}, 1)} // buffers allocated on first use
-	}
-	go w.run()
-	go w.syncer()
-	return w, nil
-}
-
-func (w *writer) run() {
-	defer close(w.done)
-	for op := range w.ops {
-		err := w.failed()
-		if err == nil {
-			if op.seg != nil {
-				err = w.writeSegment(op.seg)
-			} else {
-				err = w.f.Truncate(op.size)
-			}
-			w.fail(err)
-		}
-		if op.seg != nil {
-			w.free <- op.seg
-		}
-	}
-}
-
-// writeSegment writes each run of consecutive pages with one call.
-func (w *writer) writeSegment(seg *segment) error {
-	pageSize := int64(seg.h.pageSize)
-	pages := seg.pages
-	for i := 0; i < len(pages); {
-		j := i + 1
-		for j < len(pages) && pages[j].pgno == pages[j-1].pgno+1 {
-			j++
-		}
-		b, off := seg.buf[int64(i)*pageSize:int64(j)*pageSize], int64(pages[i].pgno-1)*pageSize
-		i = j
-		if err := w.writeRun(b, off); err != nil {
-			return err
-		}
-		// O_DIRECT writes count too: they reach the device's cache, and
-		// the final fsync's flush would otherwise wait for all of them.
-		if w.unsynced += int64(len(b)); w.unsynced >= syncEvery {
-			w.unsynced = 0
-			select {
-			case w.kick <- struct{}{}:
-			default: // one is under way
-			}
-		}
-	}
-	return nil
-}
-
-// writeRun writes consecutive pages, with O_DIRECT when it can.
-func (w *writer) writeRun(b []byte, off int64) error {
-	if w.df != nil && len(b) >= directMin {
-		// Segment buffers are large allocations, so page aligned, and
-		// runs start at multiples of the page size; a device whose
-		// blocks are larger (or a file system that takes O_DIRECT at
-		// open but not at write) says EINVAL: stop trying.
-		_, err := w.df.WriteAt(b, off)
-		if err == nil || !errors.Is(err, syscall.EINVAL) {
-			return err
-		}
-		w.df.Close()
-		w.df = nil
-	}
-	_, err := w.f.WriteAt(b, off)
-	return err
-}
-
-// syncer fsyncs when kicked. The error is kept: a later fsync may not
-// report it again.
-func (w *writer) syncer() {
-	defer close(w.synced)
-	for range w.kick {
-		if w.failed() == nil {
-			w.fail(w.f.Sync())
-		}
-	}
-}
-
-func (w *writer) failed() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
-}
-
-func (w *writer) fail(err error) {
-	if err != nil {
-		w.mu.Lock()
-		if w.err == nil {
-			w.err = err
-		}
-		w.mu.Unlock()
-	}
-}
-
-// write queues the segment's pages; the segment comes back to free.
-func (w *writer) write(seg *segment) error {
-	w.ops <- writeOp{seg: seg}
-	return w.failed()
-}
-
-// truncate queues setting the file size after the writes before it.
-func (w *writer) truncate(size int64) error {
-	w.ops <- writeOp{size: size}
-	return w.failed()
-}
-
-// close waits for the queued writes and background fsyncs and returns the
-// first error.
-func (w *writer) close() error {
-	if w.ops != nil {
-		close(w.ops)
-		<-w.done
-		close(w.kick)
-		<-w.synced
-		w.ops = nil
-	}
-	return w.failed()
-}
-
-// sync makes everything written durable (after close).
-func (w *writer) sync() error { return w.f.Sync() }
-
-// closeFiles closes the file (after close).
-func (w *writer) closeFiles() error {
-	if w.df != nil {
-		w.df.Close()
-		w.df = nil
-	}
-	if w.f == nil {
-		return nil
-	}
-	err := w.f.Close()
-	w.f = nil
-	return err
 }

@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 
 	"github.com/superfly/ltx"
@@ -42,4 +43,26 @@ type ReplicaClient interface {
 
 	// DeleteLTXFiles removes the files; missing ones are not an error.
 	DeleteLTXFiles(ctx context.Context, a []*ltx.FileInfo) error
+}
+
+// CheckLevel rejects a level outside 0..SnapshotLevel. Every backend calls it
+// before building a path or key, so a bad level fails the same way on all of
+// them and never names an object outside the layout.
+func CheckLevel(level int) error {
+	if level < 0 || level > SnapshotLevel {
+		return fmt.Errorf("invalid level %d: must be 0..%d", level, SnapshotLevel)
+	}
+	return nil
+}
+
+// CheckRange is CheckLevel plus the TXID range of a file name: TXID 0 does
+// not exist and a range never runs backwards.
+func CheckRange(level int, minTXID, maxTXID ltx.TXID) error {
+	if err := CheckLevel(level); err != nil {
+		return err
+	}
+	if minTXID == 0 || minTXID > maxTXID {
+		return fmt.Errorf("invalid TXID range %s-%s", minTXID, maxTXID)
+	}
+	return nil
 }

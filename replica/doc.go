@@ -12,7 +12,8 @@
 // per page gives the file checksum, the page's checksum and, from the
 // per-page sums kept while applying, the final database checksum, checked
 // against the last post-apply checksum with the whole pre/post-apply chain,
-// before an fsynced rename.
+// before an fsynced rename. The checksum arithmetic (the hasher and the
+// per-page sums) is internal/checksum's, shared with the root package.
 //
 // Object layout (readable by Litestream 0.5's restore):
 //

@@ -7,11 +7,3 @@ func SetChunkSize(n int64) func() {
 	chunkSize = n
 	return func() { chunkSize = old }
 }
-
-// SetParallelChecksumBytes lets tests split small files between checksum
-// workers; it returns a func restoring the default.
-func SetParallelChecksumBytes(n int64) func() {
-	old := parallelChecksumBytes
-	parallelChecksumBytes = n
-	return func() { parallelChecksumBytes = old }
-}

@@ -22,7 +22,7 @@ import (
 var fuzzLayout = []struct {
 	level    int
 	min, max ltx.TXID
-}{{9, 1, 3}, {0, 4, 4}, {0, 5, 6}, {0, 7, 7}, {0, 8, 8}}
+}{{replica.SnapshotLevel, 1, 3}, {0, 4, 4}, {0, 5, 6}, {0, 7, 7}, {0, 8, 8}}
 
 // fuzzChain is syntheticChain's history (the same pages and commit sizes)
 // and its files, built once.

@@ -175,7 +175,7 @@ func build(ctx context.Context, c ReplicaClient, plan []*ltx.FileInfo, tmpPath s
 
 	// The checksum of the pages as written, kept while applying: reading
 	// the file back would cost as much as the restore's own hashing.
-	chk := a.sums.checksum()
+	chk := a.sums.Checksum()
 	if a.pos.PostApplyChecksum != 0 && chk != a.pos.PostApplyChecksum {
 		return ltx.Pos{}, fmt.Errorf("object %s: %w: restored database has checksum %s, the file's post-apply checksum is %s",
 			Key(last), ErrChecksumChain, chk, a.pos.PostApplyChecksum)

@@ -75,26 +75,9 @@ func key(level int, minTXID, maxTXID ltx.TXID) string {
 	return strconv.Itoa(level) + "/" + ltx.FormatFilename(minTXID, maxTXID)
 }
 
-func checkLevel(level int) error {
-	if level < 0 || level > replica.SnapshotLevel {
-		return fmt.Errorf("invalid level %d: must be 0..%d", level, replica.SnapshotLevel)
-	}
-	return nil
-}
-
-func checkRange(level int, minTXID, maxTXID ltx.TXID) error {
-	if err := checkLevel(level); err != nil {
-		return err
-	}
-	if minTXID == 0 || minTXID > maxTXID {
-		return fmt.Errorf("invalid TXID range %s-%s", minTXID, maxTXID)
-	}
-	return nil
-}
-
 // LTXFiles lists the level's files whose MinTXID >= seek, ascending.
 func (c *Client) LTXFiles(ctx context.Context, level int, seek ltx.TXID) ([]*ltx.FileInfo, error) {
-	if err := checkLevel(level); err != nil {
+	if err := replica.CheckLevel(level); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -179,7 +162,7 @@ func readInfo(path string, level int, minTXID, maxTXID ltx.TXID) (*ltx.FileInfo,
 // OpenLTXFile reads size bytes from offset (size 0: to the end).
 func (c *Client) OpenLTXFile(ctx context.Context, level int, minTXID, maxTXID ltx.TXID, offset, size int64) (io.ReadCloser, error) {
 	k := key(level, minTXID, maxTXID)
-	if err := checkRange(level, minTXID, maxTXID); err != nil {
+	if err := replica.CheckRange(level, minTXID, maxTXID); err != nil {
 		return nil, fmt.Errorf("open %s: %w", k, err)
 	}
 	if offset < 0 || size < 0 {
@@ -225,7 +208,7 @@ func (r *readCloser) Close() error { return r.c.Close() }
 // WriteLTXFile creates the file only if it does not already exist.
 func (c *Client) WriteLTXFile(ctx context.Context, level int, minTXID, maxTXID ltx.TXID, r io.Reader) (*ltx.FileInfo, error) {
 	k := key(level, minTXID, maxTXID)
-	if err := checkRange(level, minTXID, maxTXID); err != nil {
+	if err := replica.CheckRange(level, minTXID, maxTXID); err != nil {
 		return nil, fmt.Errorf("write %s: %w", k, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -435,7 +418,7 @@ func (c *Client) DeleteLTXFiles(ctx context.Context, a []*ltx.FileInfo) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("delete %s: %w", k, err)
 		}
-		if err := checkRange(info.Level, info.MinTXID, info.MaxTXID); err != nil {
+		if err := replica.CheckRange(info.Level, info.MinTXID, info.MaxTXID); err != nil {
 			return fmt.Errorf("delete %s: %w", k, err)
 		}
 		err := os.Remove(c.Path(info.Level, info.MinTXID, info.MaxTXID))

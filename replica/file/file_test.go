@@ -25,7 +25,7 @@ func TestLayout(t *testing.T) {
 	c := file.NewClient(dir)
 	ts := time.Date(2024, 1, 2, 3, 4, 5, 678_000_000, time.UTC)
 	b := replicatest.NewFile(t, 0x1a, 0x2b, ts)
-	if _, err := c.WriteLTXFile(context.Background(), 9, 0x1a, 0x2b, bytes.NewReader(b)); err != nil {
+	if _, err := c.WriteLTXFile(context.Background(), replica.SnapshotLevel, 0x1a, 0x2b, bytes.NewReader(b)); err != nil {
 		t.Fatal(err)
 	}
 	// Litestream 0.5 reads exactly this path, and selects -timestamp by mtime.

@@ -40,23 +40,6 @@ func (c *Client) Key(level int, minTXID, maxTXID ltx.TXID) string {
 	return c.levelPrefix(level) + ltx.FormatFilename(minTXID, maxTXID)
 }
 
-func checkLevel(level int) error {
-	if level < 0 || level > replica.SnapshotLevel {
-		return fmt.Errorf("s3: invalid level %d", level)
-	}
-	return nil
-}
-
-func checkRange(level int, minTXID, maxTXID ltx.TXID) error {
-	if err := checkLevel(level); err != nil {
-		return err
-	}
-	if minTXID == 0 || minTXID > maxTXID {
-		return fmt.Errorf("s3: invalid TXID range %s-%s", minTXID, maxTXID)
-	}
-	return nil
-}
-
 // details is what LTXFiles needs beyond a listing: the header's timestamp
 // and the checksums. Objects are never overwritten, so they are cached by
 // key, size and ETag.
@@ -106,8 +89,8 @@ type listed struct {
 // list returns the level's objects with MinTXID >= seek, ascending; CreatedAt
 // is LastModified and the checksums are zero.
 func (c *Client) list(ctx context.Context, level int, seek ltx.TXID) ([]listed, error) {
-	if err := checkLevel(level); err != nil {
-		return nil, err
+	if err := replica.CheckLevel(level); err != nil {
+		return nil, fmt.Errorf("s3: %w", err)
 	}
 	prefix := c.levelPrefix(level)
 	in := &s3.ListObjectsV2Input{Bucket: aws.String(c.cfg.Bucket), Prefix: aws.String(prefix)}
@@ -323,8 +306,8 @@ func (h *headTail) parse() (ltx.Header, ltx.Trailer, error) {
 // FileTimestamp returns the commit time of an LTX file from its
 // litestream-timestamp metadata with one HEAD (else its LastModified).
 func (c *Client) FileTimestamp(ctx context.Context, level int, minTXID, maxTXID ltx.TXID) (time.Time, error) {
-	if err := checkLevel(level); err != nil {
-		return time.Time{}, err
+	if err := replica.CheckLevel(level); err != nil {
+		return time.Time{}, fmt.Errorf("s3: %w", err)
 	}
 	key := c.Key(level, minTXID, maxTXID)
 	out, err := c.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(c.cfg.Bucket), Key: aws.String(key)})
@@ -352,8 +335,8 @@ func lookupMeta(m map[string]string, key string) (string, bool) {
 // object wraps replica.ErrNotFound; an offset at or past the end reads
 // nothing. Cancelling ctx aborts reads from the returned body.
 func (c *Client) OpenLTXFile(ctx context.Context, level int, minTXID, maxTXID ltx.TXID, offset, size int64) (io.ReadCloser, error) {
-	if err := checkLevel(level); err != nil {
-		return nil, err
+	if err := replica.CheckLevel(level); err != nil {
+		return nil, fmt.Errorf("s3: %w", err)
 	}
 	if offset < 0 || size < 0 {
 		return nil, fmt.Errorf("s3: invalid range offset=%d size=%d", offset, size)
@@ -384,8 +367,8 @@ func (c *Client) DeleteLTXFiles(ctx context.Context, a []*ltx.FileInfo) error {
 		n := min(len(a), deleteBatchSize)
 		objs := make([]types.ObjectIdentifier, 0, n)
 		for _, info := range a[:n] {
-			if err := checkLevel(info.Level); err != nil {
-				return err
+			if err := replica.CheckLevel(info.Level); err != nil {
+				return fmt.Errorf("s3: %w", err)
 			}
 			objs = append(objs, types.ObjectIdentifier{Key: aws.String(c.Key(info.Level, info.MinTXID, info.MaxTXID))})
 		}

@@ -36,8 +36,8 @@ import (
 // write) are retried with backoff. Without ConditionalWrites it is a plain
 // PUT that overwrites.
 func (c *Client) WriteLTXFile(ctx context.Context, level int, minTXID, maxTXID ltx.TXID, r io.Reader) (*ltx.FileInfo, error) {
-	if err := checkRange(level, minTXID, maxTXID); err != nil {
-		return nil, err
+	if err := replica.CheckRange(level, minTXID, maxTXID); err != nil {
+		return nil, fmt.Errorf("s3: %w", err)
 	}
 	key := c.Key(level, minTXID, maxTXID)
 	fail := func(format string, a ...any) error {
