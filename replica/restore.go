@@ -118,15 +118,40 @@ func Restore(ctx context.Context, c ReplicaClient, opt RestoreOptions) (ltx.Pos,
 	return pos, nil
 }
 
+// ErrOutputDir is returned (wrapped) when the output's directory is missing,
+// is not a directory, or cannot be examined. Restore checks it before it
+// reads the replica, so callers (the restore command) need not check it
+// themselves to word the failure their way.
+var ErrOutputDir = errors.New("restore output directory unusable")
+
+// dirError is a failure of the output's directory: its own wording, and
+// ErrOutputDir (plus the stat error, when there is one) to match.
+type dirError struct {
+	msg string
+	err error
+}
+
+func (e *dirError) Error() string { return e.msg }
+
+func (e *dirError) Unwrap() []error {
+	if e.err == nil {
+		return []error{ErrOutputDir}
+	}
+	return []error{ErrOutputDir, e.err}
+}
+
+// checkOutput is the one check of the output path before a restore starts:
+// its directory must exist and the path must not (not even as a symlink).
+// install checks the path again just before the rename.
 func checkOutput(path string) error {
 	dir := filepath.Dir(path)
 	fi, err := os.Stat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("restore: directory %s does not exist: mount the volume there (or create it) before restoring", dir)
+		return &dirError{fmt.Sprintf("restore: directory %s does not exist: mount the volume there (or create it) before restoring", dir), err}
 	} else if err != nil {
-		return fmt.Errorf("restore: %w", err)
+		return &dirError{"restore: " + err.Error(), err}
 	} else if !fi.IsDir() {
-		return fmt.Errorf("restore: %s is not a directory", dir)
+		return &dirError{fmt.Sprintf("restore: %s is not a directory", dir), nil}
 	}
 	if _, err := os.Lstat(path); err == nil {
 		return fmt.Errorf("restore: %s already exists: refusing to replace a database", path)

@@ -198,6 +198,17 @@ func TestRestoreOutputChecks(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "does not exist: mount the volume") {
 		t.Fatalf("restore into a missing directory: err = %v", err)
 	}
+	if !errors.Is(err, replica.ErrOutputDir) || !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("restore into a missing directory: err = %v, want ErrOutputDir and ErrNotExist", err)
+	}
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = replica.Restore(ctx, c, replica.RestoreOptions{OutputPath: filepath.Join(notDir, "db")})
+	if want := "restore: " + notDir + " is not a directory"; err == nil || err.Error() != want || !errors.Is(err, replica.ErrOutputDir) {
+		t.Fatalf("restore under a file: err = %v, want %q wrapping ErrOutputDir", err, want)
+	}
 
 	existing := filepath.Join(t.TempDir(), "db")
 	if err := os.WriteFile(existing, []byte("keep me"), 0o644); err != nil {
@@ -205,6 +216,8 @@ func TestRestoreOutputChecks(t *testing.T) {
 	}
 	if _, err := replica.Restore(ctx, c, replica.RestoreOptions{OutputPath: existing}); err == nil {
 		t.Fatal("restore replaced an existing database")
+	} else if errors.Is(err, replica.ErrOutputDir) {
+		t.Fatalf("existing database: err = %v is not about the directory", err)
 	}
 	if b, _ := os.ReadFile(existing); string(b) != "keep me" {
 		t.Fatal("existing database was modified")

@@ -1,8 +1,3 @@
-// Package restorecmd is the restore command shared by `litefs restore` and
-// the standalone `restore` binary that init containers run. It maps a
-// database path the app sees to the data dir through the config (or takes a
-// replica URL and -o), and exits 0 only when a verified database is in
-// place, or when an -if-* flag made nothing to do.
 package restorecmd
 
 import (
@@ -102,15 +97,15 @@ func run(ctx context.Context, name string, args []string, stderr io.Writer) erro
 		return errors.New("give -txid or -timestamp, not both")
 	}
 
+	// Not Restore's own check of the output: that one refuses any entry at
+	// the path, a dangling symlink included, while -if-db-not-exists only
+	// skips a database that is there (Stat follows the link).
 	if _, err := os.Stat(out); err == nil {
 		if o.ifDBNotExists {
 			logger.Info("database exists; nothing to restore", "path", out)
 			return nil
 		}
 		return fmt.Errorf("database %s already exists: remove it first, or pass -if-db-not-exists", out)
-	}
-	if fi, err := os.Stat(filepath.Dir(out)); err != nil || !fi.IsDir() {
-		return fmt.Errorf("directory %s does not exist: is the volume mounted there?", filepath.Dir(out))
 	}
 	if o.integrityCheck {
 		ropt.Verify = func(tmp string) error {
@@ -123,7 +118,11 @@ func run(ctx context.Context, name string, args []string, stderr io.Writer) erro
 	}
 	start := time.Now()
 	pos, err := replica.Restore(ctx, client, ropt)
-	if errors.Is(err, replica.ErrNoReplica) && o.ifReplicaExists {
+	// Restore checks the directory before it reads the replica; the
+	// command words it for someone setting up an init container.
+	if errors.Is(err, replica.ErrOutputDir) {
+		return fmt.Errorf("directory %s does not exist: is the volume mounted there?", filepath.Dir(out))
+	} else if errors.Is(err, replica.ErrNoReplica) && o.ifReplicaExists {
 		logger.Info("replica is empty; nothing to restore", "replica", client.Type())
 		return nil
 	} else if errors.Is(err, replica.ErrNoReplica) {
