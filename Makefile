@@ -89,7 +89,7 @@ bench: build deps
 # outage, a 10-minute mixed load (LITEFS_SOAK_DURATION changes it).
 soak: deps
 	LITEFS_SOAK=1 LITEFS_CRASH_ROUNDS=100 LITEFS_FAULT_OUTAGE=60s PATH=$(GOBIN):$$PATH \
-		$(GO) test -count=1 -v -timeout 60m -run '^(TestSoak|TestCrashKill9|TestS3Faults)$$' .
+		$(GO) test -count=1 -v -timeout 60m -run '^(TestSoak|TestCrashKill9|TestS3Faults)$$' ./e2e/
 
 clean:
 	rm -rf bin

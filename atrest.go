@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/litefs-dev/litefs/internal/checksum"
 )
 
 // checkWALMode stops replication when the database header says rollback mode.
@@ -53,7 +55,7 @@ func (c *Capture) checkAtRest() {
 	if err != nil || (fi.Size() == rest.size && fi.ModTime().Equal(rest.mtime)) {
 		return
 	}
-	sums, err := sumFile(c.path, c.sums.pageSize)
+	sums, err := checksum.SumFile(c.path, c.sums.PageSize())
 	if err == nil && sums.Checksum() == c.sums.Checksum() {
 		return
 	}
@@ -61,7 +63,7 @@ func (c *Capture) checkAtRest() {
 		c.name, checksumOf(sums), c.sums.Checksum(), c.pos.TXID))
 }
 
-func checksumOf(s *pageSums) any {
+func checksumOf(s *checksum.Sums) any {
 	if s == nil {
 		return "unreadable"
 	}

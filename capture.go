@@ -8,6 +8,7 @@ import (
 
 	"github.com/superfly/ltx"
 
+	"github.com/litefs-dev/litefs/internal/checksum"
 	"github.com/litefs-dev/litefs/staging"
 	"github.com/litefs-dev/litefs/wal"
 )
@@ -38,11 +39,11 @@ type Capture struct {
 	stageErr error      // the last staging failure, until a commit stages again
 	atRest   *fileStamp // the database file when the WAL was last emptied
 	tracker  *wal.Tracker
-	sums     *pageSums
+	sums     *checksum.Sums
 	pos      staging.Pos // the last staged transaction
 	state    DBState
 	err      error
-	undo     sumUndo
+	undo     checksum.Undo
 	posDirty bool // pos changed since the last durable pos write
 
 	// walIndex maps each page committed in the current WAL generation to the
@@ -111,13 +112,13 @@ func (c *Capture) onCommit(txn *wal.Txn) error {
 
 // stageTxn turns a committed transaction into a record in staging.
 func (c *Capture) stageTxn(txn *wal.Txn) error {
-	if txn.PageSize != c.sums.pageSize {
-		c.stop(fmt.Errorf("database %s changed page size from %d to %d while replicating", c.name, c.sums.pageSize, txn.PageSize))
+	if txn.PageSize != c.sums.PageSize() {
+		c.stop(fmt.Errorf("database %s changed page size from %d to %d while replicating", c.name, c.sums.PageSize(), txn.PageSize))
 		return nil
 	}
 	start := c.now()
 	pre := c.sums.Checksum()
-	c.sums.apply(txn.Pages, txn.Commit, &c.undo)
+	c.sums.Apply(txn.Pages, txn.Commit, &c.undo)
 	txid := c.pos.TXID + 1
 	hdr := ltx.Header{
 		Version:          ltx.Version,
@@ -134,7 +135,7 @@ func (c *Capture) stageTxn(txn *wal.Txn) error {
 	}
 	pos, err := c.stage.Append(hdr, c.sums.Checksum(), txn.Pages)
 	if err != nil {
-		c.sums.undo(&c.undo)
+		c.sums.Undo(&c.undo)
 		return err
 	}
 	c.pos = pos

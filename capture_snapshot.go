@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 
+	"github.com/litefs-dev/litefs/internal/checksum"
 	"github.com/litefs-dev/litefs/replica"
 	"github.com/litefs-dev/litefs/staging"
 	"github.com/litefs-dev/litefs/wal"
@@ -19,8 +20,8 @@ type pageSource func(pgno uint32, buf []byte) ([]byte, error)
 // snapshot stages a snapshot (replica.SnapshotLevel) 1-<txid> of pages 1..commit. It streams
 // page by page: memory stays bounded however large the database. It returns
 // the per-page checksums of the state it captured.
-func (c *Capture) snapshot(txid ltx.TXID, pageSize, commit uint32, page pageSource) (*pageSums, error) {
-	sums := newPageSums(pageSize)
+func (c *Capture) snapshot(txid ltx.TXID, pageSize, commit uint32, page pageSource) (*checksum.Sums, error) {
+	sums := checksum.New(pageSize)
 	ts := c.now()
 	err := c.stage.WriteFrozen(replica.SnapshotLevel, 1, txid, func(w io.Writer) error {
 		enc, err := ltx.NewEncoder(w)
@@ -43,12 +44,12 @@ func (c *Capture) snapshot(txid ltx.TXID, pageSize, commit uint32, page pageSour
 			if err != nil {
 				return err
 			}
-			sums.set(pgno, sums.pageSum(pgno, data))
+			sums.Set(pgno, sums.PageSum(pgno, data))
 			if err := enc.EncodePage(ltx.PageHeader{Pgno: pgno}, data); err != nil {
 				return fmt.Errorf("encode page %d: %w", pgno, err)
 			}
 		}
-		sums.truncate(commit)
+		sums.Truncate(commit)
 		enc.SetPostApplyChecksum(sums.Checksum())
 		return enc.Close()
 	})
@@ -82,7 +83,7 @@ func readPage(f *os.File, pgno uint32, buf []byte) error {
 
 // snapshotFromDisk reads each page from the WAL frame the index names, else
 // from the database file.
-func (c *Capture) snapshotFromDisk(txid ltx.TXID, pageSize, commit uint32, index map[uint32]int64) (*pageSums, error) {
+func (c *Capture) snapshotFromDisk(txid ltx.TXID, pageSize, commit uint32, index map[uint32]int64) (*checksum.Sums, error) {
 	db, err := openIfExists(c.path)
 	if err != nil {
 		return nil, err
@@ -132,7 +133,7 @@ func (c *Capture) snapshotPoint(rebase bool) (snapshotPoint, error) {
 	if err := c.stage.WritePending(); err != nil {
 		return snapshotPoint{}, fmt.Errorf("snapshot %s: %w", c.name, err)
 	}
-	p := snapshotPoint{txid: c.pos.TXID, pos: c.pos, index: maps.Clone(c.walIndex), pageSize: c.sums.pageSize, commit: uint32(len(c.sums.sums))}
+	p := snapshotPoint{txid: c.pos.TXID, pos: c.pos, index: maps.Clone(c.walIndex), pageSize: c.sums.PageSize(), commit: c.sums.Pages()}
 	if rebase {
 		p.txid = c.nextSnapshotTXID()
 		if err := c.stage.Discard(); err != nil {
@@ -153,5 +154,5 @@ func (c *Capture) snapshotStats() (DBState, ltx.TXID, int64) {
 	if c.state != StateReplicating {
 		return c.state, c.pos.TXID, 0
 	}
-	return c.state, c.pos.TXID, int64(len(c.sums.sums)) * int64(c.sums.pageSize)
+	return c.state, c.pos.TXID, int64(c.sums.Pages()) * int64(c.sums.PageSize())
 }

@@ -14,6 +14,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 	"github.com/superfly/ltx"
 
+	"github.com/litefs-dev/litefs/internal/checksum"
 	"github.com/litefs-dev/litefs/internal/vfs"
 	"github.com/litefs-dev/litefs/replica"
 	"github.com/litefs-dev/litefs/staging"
@@ -36,7 +37,7 @@ type DBOptions struct {
 	Now              func() time.Time // nil = time.Now
 }
 
-// OpenDB runs the start-up sequence (DESIGN §5) for one database before the
+// OpenDB runs the start-up sequence (docs/design.md, "Start-up") for one database before the
 // filesystem is mounted, while the daemon alone owns its files:
 //  1. the position is the newest of staging's pos file, staging's segments
 //     and the replica's newest object;
@@ -120,7 +121,7 @@ func (d *DB) open(ctx context.Context, stagePos staging.Pos, allowEmpty bool) er
 // holds up to replicaTXID.
 func (c *Capture) start(pos staging.Pos, replicaTXID ltx.TXID, allowEmpty bool) error {
 	c.pos = pos
-	pageSize, exists, err := readDBHeader(c.path)
+	pageSize, exists, err := checksum.ReadDBHeader(c.path)
 	if err != nil {
 		return err
 	}
@@ -142,10 +143,10 @@ func (c *Capture) start(pos staging.Pos, replicaTXID ltx.TXID, allowEmpty bool) 
 		return err
 	}
 	clear(c.walIndex) // the checkpoint emptied the WAL recovery indexed
-	if pageSize, _, err = readDBHeader(c.path); err != nil {
+	if pageSize, _, err = checksum.ReadDBHeader(c.path); err != nil {
 		return err
 	}
-	sums, err := sumFile(c.path, pageSize)
+	sums, err := checksum.SumFile(c.path, pageSize)
 	if err != nil {
 		return err
 	}
@@ -162,7 +163,7 @@ func (c *Capture) start(pos staging.Pos, replicaTXID ltx.TXID, allowEmpty bool) 
 	}
 	txid := c.nextSnapshotTXID()
 	c.logger.Info("taking a snapshot", "txid", txid, "reason", reason)
-	commit := uint32(len(sums.sums))
+	commit := sums.Pages()
 	if c.sums, err = c.snapshotFromDisk(txid, pageSize, commit, nil); err != nil {
 		return fmt.Errorf("snapshot %s: %w", c.name, err)
 	}
@@ -200,7 +201,7 @@ func (c *Capture) recoverWAL(pageSize uint32) error {
 	if err != nil || hdr.Magic == 0 {
 		return nil // no valid WAL: nothing to recover
 	}
-	sums, err := sumFile(c.path, pageSize)
+	sums, err := checksum.SumFile(c.path, pageSize)
 	if err != nil {
 		return err
 	}
@@ -218,10 +219,10 @@ func (c *Capture) recoverWAL(pageSize uint32) error {
 			recovered++
 			return nil
 		}
-		if !sameGen || txn.PageSize != c.sums.pageSize {
+		if !sameGen || txn.PageSize != c.sums.PageSize() {
 			return errStopScan
 		}
-		c.sums.apply(txn.Pages, txn.Commit, &c.undo)
+		c.sums.Apply(txn.Pages, txn.Commit, &c.undo)
 		if txn.Offset == pos.WALOffset {
 			if c.sums.Checksum() != pos.Checksum {
 				return errStopScan

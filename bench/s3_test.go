@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/litefs-dev/litefs/internal/daemon"
+	"github.com/litefs-dev/litefs/internal/testenv"
 
 	"github.com/superfly/ltx"
 
@@ -25,7 +26,7 @@ const idleEnv = "LITEFS_BENCH_IDLE"
 
 // s3Target is the daemon replicating to versitygw through a counting proxy.
 func s3Target(b *testing.B, syncInterval string) (*daemon.Daemon, *s3test.Proxy, string) {
-	requireFUSE(b)
+	testenv.RequireFUSE(b)
 	srv := s3test.StartVersityGW(b)
 	p := s3test.StartProxy(b, srv.Endpoint)
 	dm, dir := s3Daemon(b, srv, p.URL, syncInterval, func(string) {})

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/litefs-dev/litefs/internal/daemon"
+	"github.com/litefs-dev/litefs/internal/testenv"
 
 	_ "github.com/mattn/go-sqlite3"
 
@@ -30,12 +30,6 @@ type target struct {
 	name string
 	path string // database path the app opens
 	stop func()
-}
-
-func requireFUSE(b *testing.B) {
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		b.Skip("/dev/fuse is absent")
-	}
 }
 
 // settle starts a benchmark from a quiet machine: what earlier ones left
@@ -66,7 +60,7 @@ func (nullDB) JournalCreated()                                                  
 // loopbackTarget is the same FUSE filesystem with replication off: the WAL
 // still reaches the daemon (as it must to be replicated), nothing tracks it.
 func loopbackTarget(b *testing.B, passthrough bool) target {
-	requireFUSE(b)
+	testenv.RequireFUSE(b)
 	dir := b.TempDir()
 	data, mnt := filepath.Join(dir, "data"), filepath.Join(dir, "mnt")
 	os.MkdirAll(data, 0o755)
@@ -81,22 +75,12 @@ func loopbackTarget(b *testing.B, passthrough bool) target {
 
 // litefsTarget is the daemon replicating to a file replica.
 func litefsTarget(b *testing.B, passthrough bool, syncInterval string) (target, *daemon.Daemon) {
-	requireFUSE(b)
+	testenv.RequireFUSE(b)
 	dir := b.TempDir()
-	cfg, err := config.Parse("bench.toml", fmt.Sprintf(`
-[fuse]
-dir = %q
-passthrough = %v
-[data]
-dir = %q
-[http]
-addr = "off"
-[[dbs]]
-path = %q
-[dbs.replica]
-url = "file://%s"
-sync-interval = %q
-`, filepath.Join(dir, "mnt"), passthrough, filepath.Join(dir, "data"), filepath.Join(dir, "mnt", "db"), filepath.Join(dir, "replica"), syncInterval))
+	cfg, err := config.Parse("bench.toml", testenv.Config{
+		FUSEDir: filepath.Join(dir, "mnt"), Passthrough: testenv.Bool(passthrough), DataDir: filepath.Join(dir, "data"), HTTPAddr: "off",
+		Replica: testenv.Replica{URL: "file://" + filepath.Join(dir, "replica"), SyncInterval: syncInterval},
+	}.TOML())
 	if err != nil {
 		b.Fatal(err)
 	}

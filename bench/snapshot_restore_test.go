@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/litefs-dev/litefs/internal/daemon"
+	"github.com/litefs-dev/litefs/internal/testenv"
 
 	"github.com/superfly/ltx"
 
@@ -36,29 +36,6 @@ func benchSize() int {
 		return v
 	}
 	return 1024
-}
-
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
-
-func bins(b *testing.B) string {
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "litefs-bench-bin-")
-		if buildErr == nil {
-			cmd := exec.Command("go", "build", "-o", binDir, "./cmd/litefs", "./cmd/restore")
-			cmd.Dir = ".."
-			if out, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-			}
-		}
-	})
-	if buildErr != nil {
-		b.Fatal(buildErr)
-	}
-	return binDir
 }
 
 // makeDB writes a database of about mb MiB natively.
@@ -105,7 +82,7 @@ func maxRSS(pid int) float64 {
 // its own process, `litefs mount`, so the figure is the daemon's alone).
 func BenchmarkSnapshotLarge(b *testing.B) {
 	settle()
-	requireFUSE(b)
+	testenv.RequireFUSE(b)
 	mb := benchSize()
 	dir := b.TempDir()
 	data, mnt, rep := filepath.Join(dir, "data"), filepath.Join(dir, "mnt"), filepath.Join(dir, "replica")
@@ -113,23 +90,12 @@ func BenchmarkSnapshotLarge(b *testing.B) {
 		os.MkdirAll(d, 0o755)
 	}
 	makeDB(b, filepath.Join(data, "db"), mb)
-	addr := freeAddr(b)
+	addr := testenv.FreeAddr(b)
 	cfgPath := filepath.Join(dir, "litefs.toml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
-[fuse]
-dir = %q
-[data]
-dir = %q
-[http]
-addr = %q
-[[dbs]]
-path = %q
-[dbs.replica]
-url = "file://%s"
-sync-interval = "1s"
-`, mnt, data, addr, filepath.Join(mnt, "db"), rep)), 0o644)
+	testenv.Config{FUSEDir: mnt, DataDir: data, HTTPAddr: addr,
+		Replica: testenv.Replica{URL: "file://" + rep, SyncInterval: "1s"}}.Write(b, cfgPath)
 	start := time.Now()
-	cmd := exec.Command(filepath.Join(bins(b), "litefs"), "mount", "-config", cfgPath)
+	cmd := exec.Command(filepath.Join(testenv.Binaries(b), "litefs"), "mount", "-config", cfgPath)
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -221,14 +187,6 @@ func waitUploaded(b *testing.B, dir, answer string) bool {
 	return false
 }
 
-func freeAddr(b *testing.B) string {
-	s := httptestAddr()
-	if s == "" {
-		b.Fatal("no free port")
-	}
-	return s
-}
-
 func waitReady(b *testing.B, addr string, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -250,7 +208,7 @@ func waitReady(b *testing.B, addr string, timeout time.Duration) {
 // process, for its peak RSS.
 func BenchmarkRestoreLarge(b *testing.B) {
 	settle()
-	requireFUSE(b)
+	testenv.RequireFUSE(b)
 	mb := benchSize()
 	srv := s3test.StartVersityGW(b)
 	dm, dir := s3Daemon(b, srv, srv.Endpoint, "1s", func(data string) { makeDB(b, filepath.Join(data, "db"), mb) })
@@ -283,7 +241,7 @@ func BenchmarkRestoreLarge(b *testing.B) {
 		diskTime += durableWrite(b, filepath.Join(b.TempDir(), "disk"), dbSize)
 
 		out := filepath.Join(b.TempDir(), "restored.db")
-		cmd := exec.Command(filepath.Join(bins(b), "restore"), "-parallelism", "8", "-o", out, "s3://"+srv.Bucket+"/db")
+		cmd := exec.Command(filepath.Join(testenv.Binaries(b), "restore"), "-parallelism", "8", "-o", out, "s3://"+srv.Bucket+"/db")
 		cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL_S3="+srv.Endpoint, "AWS_REGION="+srv.Region,
 			"LITEFS_ACCESS_KEY_ID="+srv.AccessKey, "LITEFS_SECRET_ACCESS_KEY="+srv.SecretKey)
 		var outBuf strings.Builder
@@ -407,15 +365,6 @@ func rawDownload(b *testing.B, c replica.ReplicaClient, files []*ltx.FileInfo, n
 	}
 }
 
-func httptestAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return ""
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // s3Daemon starts the daemon replicating to srv through endpoint (srv's own,
 // or a proxy's in front of it); prepare runs on the data dir first (to put a
 // database there). Returns the daemon and its directory (data/, mnt/).
@@ -424,24 +373,11 @@ func s3Daemon(b *testing.B, srv *s3test.Server, endpoint, syncInterval string, p
 	data := filepath.Join(dir, "data")
 	os.MkdirAll(data, 0o755)
 	prepare(data)
-	cfg, err := config.Parse("bench.toml", fmt.Sprintf(`
-[fuse]
-dir = %q
-[data]
-dir = %q
-[http]
-addr = "off"
-[[dbs]]
-path = %q
-[dbs.replica]
-url = "s3://%s/db"
-endpoint = %q
-region = %q
-force-path-style = true
-access-key-id = %q
-secret-access-key = %q
-sync-interval = %q
-`, filepath.Join(dir, "mnt"), data, filepath.Join(dir, "mnt", "db"), srv.Bucket, endpoint, srv.Region, srv.AccessKey, srv.SecretKey, syncInterval))
+	cfg, err := config.Parse("bench.toml", testenv.Config{
+		FUSEDir: filepath.Join(dir, "mnt"), DataDir: data, HTTPAddr: "off",
+		Replica: testenv.Replica{URL: "s3://" + srv.Bucket + "/db", SyncInterval: syncInterval,
+			Endpoint: endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey},
+	}.TOML())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func (r *ReplicaConfig) Settings() backends.Settings {
 	}
 }
 
-// Defaults, from DESIGN §7.
+// Defaults (docs/configuration.md lists them for users).
 const (
 	DefaultHTTPAddr         = ":9090"
 	DefaultShutdownTimeout  = 30 * time.Second

@@ -21,9 +21,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
-// What the guide (docs/kubernetes.md) and DESIGN.md fix.
+// What the guide (docs/kubernetes.md) and docs/configuration.md fix.
 const (
-	configFile    = "/etc/litefs.toml" // DESIGN §7's default path
+	configFile    = "/etc/litefs.toml" // the default path (docs/configuration.md)
 	configKey     = "litefs.toml"      // the ConfigMap key, mounted with subPath
 	litefsName    = "litefs"           // the sidecar container
 	restoreName   = "restore"          // the init container

@@ -9,11 +9,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/litefs-dev/litefs/internal/testenv"
 	"github.com/litefs-dev/litefs/staging"
 )
 
@@ -300,7 +300,7 @@ func TestHookErrorsReachApp(t *testing.T) {
 // TestDeadMountIsDetached: a daemon killed with -9 leaves a mount that answers
 // ENOTCONN; the next Mount detaches it and serves.
 func TestDeadMountIsDetached(t *testing.T) {
-	requireFUSE(t)
+	testenv.RequireFUSE(t)
 	data, mnt := t.TempDir(), t.TempDir()
 	detachAtCleanup(t, mnt)
 	cmd, out := startChild(t, envChildMount, data+"\n"+mnt)
@@ -369,7 +369,7 @@ func TestMountOptionErrors(t *testing.T) {
 // TestUnmountBusy: a file held open makes the kernel refuse a plain unmount;
 // Unmount then detaches lazily and the open file keeps working.
 func TestUnmountBusy(t *testing.T) {
-	requireFUSE(t)
+	testenv.RequireFUSE(t)
 	data, mnt := t.TempDir(), t.TempDir()
 	detachAtCleanup(t, mnt)
 	s, err := Mount(Options{DataDir: data, MountDir: mnt, Logger: testLogger()})
@@ -409,8 +409,8 @@ func TestUnmountBusy(t *testing.T) {
 // of this machine, logged. WAL writes reach the DB either way (other tests).
 func TestPassthroughUse(t *testing.T) {
 	bothPassthroughModes(t, func(t *testing.T, passthrough bool) {
-		requireFUSE(t)
-		trace := &lockedBuffer{}
+		testenv.RequireFUSE(t)
+		trace := &testenv.LogBuffer{}
 		data, mnt := t.TempDir(), t.TempDir()
 		s, err := Mount(Options{DataDir: data, MountDir: mnt, DBs: map[string]DB{"db": newRecDB()},
 			Passthrough: passthrough, Debug: true,
@@ -434,21 +434,4 @@ func TestPassthroughUse(t *testing.T) {
 		}
 		t.Logf("passthrough=%v: %d backing fds registered, daemon saw %d WRITEs for 3 non-WAL files", passthrough, registered, writes)
 	})
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

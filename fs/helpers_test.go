@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/litefs-dev/litefs/internal/testenv"
 	_ "github.com/mattn/go-sqlite3"
 )
 
@@ -317,17 +318,6 @@ func insertRows(path string, rows int, tag string) error {
 	return nil
 }
 
-// requireFUSE skips when this machine cannot mount FUSE at all.
-func requireFUSE(t testing.TB) {
-	t.Helper()
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skipf("no /dev/fuse (%v): FUSE tests need it", err)
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("not root: FUSE tests mount directly (DirectMount) and need CAP_SYS_ADMIN")
-	}
-}
-
 func testLogger() *slog.Logger {
 	var w io.Writer = io.Discard
 	if testing.Verbose() {
@@ -339,7 +329,7 @@ func testLogger() *slog.Logger {
 // mountT mounts a fresh data dir on a fresh mount dir; unmounted at cleanup.
 func mountT(t testing.TB, passthrough bool, dbs map[string]DB) (data, mnt string) {
 	t.Helper()
-	requireFUSE(t)
+	testenv.RequireFUSE(t)
 	data, mnt = t.TempDir(), t.TempDir()
 	s, err := Mount(Options{DataDir: data, MountDir: mnt, DBs: dbs, Passthrough: passthrough, Logger: testLogger()})
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/litefs-dev/litefs/internal/checksum"
+
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/litefs-dev/litefs/replica"
@@ -122,7 +124,7 @@ func TestRestoreSQLite(t *testing.T) {
 			checkSQLite(t, out, rows[last])
 
 			// The rolling checksum of the real file agrees with the chain's.
-			chk, err := replica.DatabaseChecksum(out)
+			chk, err := checksum.DatabaseChecksum(out)
 			if err != nil {
 				t.Fatal(err)
 			}

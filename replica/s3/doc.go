@@ -1,6 +1,6 @@
 // Package s3 is the replica.ReplicaClient for S3 and S3-compatible stores
 // (AWS, MinIO, R2, Tigris, versitygw), plus the lease that fences a replica
-// path to one writer (DESIGN §4).
+// path to one writer (docs/design.md, "Fencing with the lease").
 //
 // # Layout
 //

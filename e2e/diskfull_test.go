@@ -1,4 +1,4 @@
-package litefs_test
+package e2e
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/mattn/go-sqlite3"
 
 	"github.com/litefs-dev/litefs"
+	"github.com/litefs-dev/litefs/internal/testenv"
 )
 
 // mountTmpfs mounts a tmpfs of the given size at dir, unmounted at cleanup
@@ -183,7 +184,7 @@ func checkAcked(t *testing.T, db *sql.DB, acked []int64, where string) {
 // space returns (a filler file is deleted): commits replicate again and
 // restore = live.
 func TestDiskFull(t *testing.T) {
-	requireFUSE(t)
+	testenv.RequireFUSE(t)
 	// Native first.
 	native := filepath.Join(t.TempDir(), "native")
 	mountTmpfs(t, native, "8m")
@@ -204,7 +205,7 @@ func TestDiskFull(t *testing.T) {
 	// room for a snapshot once the filler goes: the first flush after
 	// space returns may snapshot the whole database beside its WAL.
 	mountTmpfs(t, e.dataDir, "12m") // before start: unmounted after the daemon stops
-	var logs syncBuf
+	var logs testenv.LogBuffer
 	e.startLogged(&logs)
 	writeFiller(t, filepath.Join(e.dataDir, "filler"), 7<<20)
 	db := e.open("_journal_mode=WAL")

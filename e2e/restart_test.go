@@ -1,69 +1,33 @@
-package litefs_test
+package e2e
 
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
 	"time"
 
+	"github.com/litefs-dev/litefs/internal/testenv"
 	"github.com/superfly/ltx"
 )
-
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
-
-// litefsBin builds cmd/litefs once per test binary.
-func litefsBin(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "litefs-bin-")
-		if buildErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", binDir, "./cmd/litefs", "./cmd/restore", "./examples/myapp").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binDir
-}
-
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // startProcess runs `litefs mount` as a child process and waits for /readyz.
 func (e *env) startProcess() *exec.Cmd {
 	e.t.Helper()
-	addr := freePort(e.t)
+	addr := testenv.FreeAddr(e.t)
 	cfgPath := filepath.Join(e.root, "litefs.toml")
 	text := e.configText()
 	text = replaceHTTP(text, addr)
 	if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
 		e.t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(litefsBin(e.t), "litefs"), "mount", "-config", cfgPath)
+	cmd := exec.Command(filepath.Join(testenv.Binaries(e.t), "litefs"), "mount", "-config", cfgPath)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if !testing.Verbose() {
 		cmd.Stdout, cmd.Stderr = nil, nil

@@ -1,4 +1,4 @@
-package litefs_test
+package e2e
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/litefs-dev/litefs/internal/daemon"
+	"github.com/litefs-dev/litefs/internal/testenv"
 
 	"github.com/superfly/ltx"
 
@@ -121,7 +122,7 @@ func TestRetention(t *testing.T) {
 // exits with its status; `litefs ltx` lists what the replica holds.
 func TestExecAndLTXCommand(t *testing.T) {
 	e := newEnv(t, "0s")
-	bin := filepath.Join(litefsBin(t), "litefs")
+	bin := filepath.Join(testenv.Binaries(t), "litefs")
 	cfgPath := filepath.Join(e.root, "litefs.toml")
 	writeFile(t, cfgPath, e.configText())
 	script := `test -d ` + e.mountDir + ` && grep -q " ` + e.mountDir + ` " /proc/mounts && exit 7`
@@ -173,7 +174,7 @@ func TestRestoreIntegrityCheck(t *testing.T) {
 	mustExec(t, db, `INSERT INTO t VALUES (1)`)
 	e.flush()
 	out := filepath.Join(t.TempDir(), "r.db")
-	res, err := exec.Command(filepath.Join(litefsBin(t), "restore"), "-integrity-check", "-v", "-o", out, "file://"+e.replicaDir).CombinedOutput()
+	res, err := exec.Command(filepath.Join(testenv.Binaries(t), "restore"), "-integrity-check", "-v", "-o", out, "file://"+e.replicaDir).CombinedOutput()
 	if err != nil || !strings.Contains(string(res), "integrity check ok") {
 		t.Fatalf("restore -integrity-check: %v\n%s", err, res)
 	}

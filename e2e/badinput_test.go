@@ -1,4 +1,4 @@
-package litefs_test
+package e2e
 
 import (
 	"context"

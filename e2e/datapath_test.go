@@ -1,4 +1,4 @@
-package litefs_test
+package e2e
 
 import (
 	"context"
@@ -8,9 +8,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/superfly/ltx"
+	"github.com/litefs-dev/litefs/internal/checksum"
 
-	"github.com/litefs-dev/litefs/replica"
+	"github.com/superfly/ltx"
 )
 
 // Single-row commits through the mount, restored and compared with live.
@@ -244,7 +244,7 @@ func TestRestoreEveryBoundary(t *testing.T) {
 		}
 		prev = info.MaxTXID
 		out, pos := e.restore(info.MaxTXID)
-		sum, err := replica.DatabaseChecksum(out)
+		sum, err := checksum.DatabaseChecksum(out)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package litefs_test
+package e2e
 
 import (
 	"context"
@@ -13,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/litefs-dev/litefs/internal/checksum"
+
 	"github.com/litefs-dev/litefs/staging"
 
 	"github.com/litefs-dev/litefs/internal/daemon"
+	"github.com/litefs-dev/litefs/internal/testenv"
 
 	_ "github.com/mattn/go-sqlite3"
 	"github.com/superfly/ltx"
@@ -40,16 +43,9 @@ type env struct {
 	dm         *daemon.Daemon
 }
 
-func requireFUSE(t testing.TB) {
-	t.Helper()
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("/dev/fuse is absent: FUSE tests need it")
-	}
-}
-
 func newEnv(t *testing.T, syncInterval string) *env {
 	t.Helper()
-	requireFUSE(t)
+	testenv.RequireFUSE(t)
 	root := t.TempDir()
 	e := &env{t: t, root: root, dataDir: filepath.Join(root, "data"), mountDir: filepath.Join(root, "mnt"),
 		replicaDir: filepath.Join(root, "replica"), syncInt: syncInterval}
@@ -62,20 +58,10 @@ func newEnv(t *testing.T, syncInterval string) *env {
 }
 
 func (e *env) configText() string {
-	return fmt.Sprintf(`
-[fuse]
-dir = %q
-[data]
-dir = %q
-[http]
-addr = "127.0.0.1:0"
-[[dbs]]
-path = %q
-%s
-[dbs.replica]
-url = "file://%s"
-sync-interval = %q
-`, e.mountDir, e.dataDir, filepath.Join(e.mountDir, "db"), e.extra, e.replicaDir, e.syncInt)
+	return testenv.Config{
+		FUSEDir: e.mountDir, DataDir: e.dataDir, HTTPAddr: "127.0.0.1:0", DBExtra: e.extra,
+		Replica: testenv.Replica{URL: "file://" + e.replicaDir, SyncInterval: e.syncInt},
+	}.TOML()
 }
 
 func (e *env) config() *config.Config {
@@ -201,7 +187,7 @@ func (e *env) verify(live *sql.DB) {
 	if rpos.TXID != pos.TXID || rpos.PostApplyChecksum != pos.Checksum {
 		e.t.Fatalf("restored %d/%s, live %d/%s", rpos.TXID, rpos.PostApplyChecksum, pos.TXID, pos.Checksum)
 	}
-	sum, err := replica.DatabaseChecksum(out)
+	sum, err := checksum.DatabaseChecksum(out)
 	if err != nil {
 		e.t.Fatal(err)
 	}

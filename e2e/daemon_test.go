@@ -1,4 +1,4 @@
-package litefs_test
+package e2e
 
 import (
 	"bufio"
@@ -9,12 +9,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/litefs-dev/litefs/internal/checksum"
+
 	"github.com/litefs-dev/litefs/internal/daemon"
+	"github.com/litefs-dev/litefs/internal/testenv"
 
 	"github.com/superfly/ltx"
 
@@ -27,7 +29,7 @@ import (
 // 1-<N+1> and say why.
 func TestResumeAcrossRestarts(t *testing.T) {
 	e := newEnv(t, "1s")
-	var logs syncBuf
+	var logs testenv.LogBuffer
 	for round := 0; round < 10; round++ {
 		e.startLogged(&logs)
 		db := e.open("_journal_mode=WAL")
@@ -78,7 +80,7 @@ func (e *env) restoreLatest() string {
 }
 
 // startLogged starts the daemon with its log captured.
-func (e *env) startLogged(w *syncBuf) *daemon.Daemon {
+func (e *env) startLogged(w *testenv.LogBuffer) *daemon.Daemon {
 	e.t.Helper()
 	dm := daemon.New(e.config(), logTo(w))
 	if err := dm.Start(context.Background()); err != nil {
@@ -160,7 +162,7 @@ func TestSnapshotWhileWriting(t *testing.T) {
 		t.Fatalf("restore to %d plans %v, want the new snapshot alone", txid, plan)
 	}
 	out, rpos := e.restore(txid)
-	sum, err := replica.DatabaseChecksum(out)
+	sum, err := checksum.DatabaseChecksum(out)
 	if err != nil || sum != rpos.PostApplyChecksum {
 		t.Fatalf("snapshot restore checksum %s (%v), recorded %s", sum, err, rpos.PostApplyChecksum)
 	}
@@ -172,7 +174,7 @@ func TestSnapshotWhileWriting(t *testing.T) {
 	}
 	if out, rpos := e.restore(0); rpos.PostApplyChecksum != pos.Checksum {
 		t.Fatalf("restored %s, live %s", rpos.PostApplyChecksum, pos.Checksum)
-	} else if sum, err := replica.DatabaseChecksum(out); err != nil || sum != pos.Checksum {
+	} else if sum, err := checksum.DatabaseChecksum(out); err != nil || sum != pos.Checksum {
 		t.Fatalf("restored file checksum %s (%v), live %s", sum, err, pos.Checksum)
 	}
 }
@@ -271,28 +273,4 @@ func TestSIGTERMDuringWrites(t *testing.T) {
 func isMounted(dir string) bool {
 	b, _ := os.ReadFile("/proc/self/mounts")
 	return strings.Contains(string(b), " "+dir+" ")
-}
-
-// syncBuf is a log sink safe for the daemon's goroutines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuf) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b.Reset()
 }

@@ -1,4 +1,4 @@
-package litefs_test
+package e2e
 
 import (
 	"context"
@@ -13,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/litefs-dev/litefs/internal/checksum"
+
 	"github.com/superfly/ltx"
 
 	"github.com/litefs-dev/litefs/internal/s3test"
+	"github.com/litefs-dev/litefs/internal/testenv"
 	"github.com/litefs-dev/litefs/replica"
 	lfs3 "github.com/litefs-dev/litefs/replica/s3"
 )
@@ -195,7 +198,7 @@ func TestInteropLitefsRestoresLitestream(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := litestreamCmd(t, ctx, nil, "replicate", "-config", cfg)
-	lw := &logBuffer{}
+	lw := &testenv.LogBuffer{}
 	cmd.Stdout, cmd.Stderr = lw, lw
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -312,7 +315,7 @@ func TestInteropLitefsRestoresLitestream(t *testing.T) {
 	// `litefs restore -o OUT s3://…`, Litestream's positional form, with the
 	// endpoint and Litestream's credentials from the environment.
 	out = filepath.Join(t.TempDir(), "url.db")
-	rcmd := exec.Command(filepath.Join(litefsBin(t), "litefs"), "restore", "-o", out, fmt.Sprintf("s3://%s/%s", srv.Bucket, path))
+	rcmd := exec.Command(filepath.Join(testenv.Binaries(t), "litefs"), "restore", "-o", out, fmt.Sprintf("s3://%s/%s", srv.Bucket, path))
 	rcmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL_S3="+srv.Endpoint, "AWS_REGION="+srv.Region,
 		"LITESTREAM_ACCESS_KEY_ID="+srv.AccessKey, "LITESTREAM_SECRET_ACCESS_KEY="+srv.SecretKey)
 	if msg, err := rcmd.CombinedOutput(); err != nil {
@@ -326,11 +329,11 @@ func TestInteropLitefsRestoresLitestream(t *testing.T) {
 	// And the latest database's checksum equals the local file's, once the
 	// local WAL is checkpointed (Litestream's own tables included).
 	local.Close()
-	lsum, err := replica.DatabaseChecksum(dbPath)
+	lsum, err := checksum.DatabaseChecksum(dbPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rsum, err := replica.DatabaseChecksum(out)
+	rsum, err := checksum.DatabaseChecksum(out)
 	if err != nil {
 		t.Fatal(err)
 	}
