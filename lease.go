@@ -23,6 +23,10 @@ type leaseWaitError struct {
 	expires time.Time
 }
 
+// Unwrap lets callers ask errors.Is(err, replica.ErrLeaseHeld): waiting is
+// pointless for them when another writer owns the replica.
+func (e *leaseWaitError) Unwrap() error { return replica.ErrLeaseHeld }
+
 func (e *leaseWaitError) Error() string {
 	return fmt.Sprintf("replica is leased by %s until %s: another litefs is writing it; waiting for the lease to be released or to expire",
 		e.owner, e.expires.UTC().Format(time.RFC3339))

@@ -49,6 +49,13 @@ type HTTPConfig struct {
 	// ReadinessMaxLag, when set, makes /readyz not ready while a database's
 	// replication lag exceeds it. 0 (the default): lag never affects /readyz.
 	ReadinessMaxLag Duration `toml:"readiness-max-lag,omitzero"`
+	// Token, when set, is the bearer token the control endpoints
+	// (POST /debug/snapshot, /debug/pprof/) demand. Unset: they answer
+	// loopback clients only. Probes and /metrics never need it.
+	Token string `toml:"token,omitempty"`
+	// Pprof serves /debug/pprof/ (behind the same check as the other
+	// control endpoints). Off by default: a profile costs CPU on demand.
+	Pprof bool `toml:"pprof,omitempty"`
 }
 
 type DBConfig struct {

@@ -40,6 +40,8 @@ type env struct {
 	replicaDir string
 	syncInt    string
 	extra      string // extra [[dbs]] keys
+	httpExtra  string // extra [http] keys
+	procAddr   string // HTTP address of the daemon startProcess ran
 	dm         *daemon.Daemon
 }
 
@@ -59,7 +61,7 @@ func newEnv(t *testing.T, syncInterval string) *env {
 
 func (e *env) configText() string {
 	return testenv.Config{
-		FUSEDir: e.mountDir, DataDir: e.dataDir, HTTPAddr: "127.0.0.1:0", DBExtra: e.extra,
+		FUSEDir: e.mountDir, DataDir: e.dataDir, HTTPAddr: "127.0.0.1:0", HTTPExtra: e.httpExtra, DBExtra: e.extra,
 		Replica: testenv.Replica{URL: "file://" + e.replicaDir, SyncInterval: e.syncInt},
 	}.TOML()
 }
@@ -295,4 +297,24 @@ func (e *env) liveChecksum() ltx.Checksum {
 		sum ^= ltx.ChecksumPage(pgno, data)
 	}
 	return ltx.ChecksumFlag | sum
+}
+
+// queryInt runs a one-integer query on a *sql.DB or a database file's path.
+func queryInt(t testing.TB, db any, q string) int64 {
+	t.Helper()
+	var d *sql.DB
+	switch v := db.(type) {
+	case *sql.DB:
+		d = v
+	case string:
+		d = openDB(t, v, "mode=ro")
+		defer d.Close()
+	default:
+		t.Fatalf("queryInt: %T", db)
+	}
+	var n int64
+	if err := d.QueryRow(q).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
 }

@@ -21,6 +21,7 @@ import (
 func (e *env) startProcess() *exec.Cmd {
 	e.t.Helper()
 	addr := testenv.FreeAddr(e.t)
+	e.procAddr = addr
 	cfgPath := filepath.Join(e.root, "litefs.toml")
 	text := e.configText()
 	text = replaceHTTP(text, addr)

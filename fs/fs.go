@@ -97,6 +97,9 @@ func Mount(opt Options) (*Server, error) {
 	if err := prepareMountDir(mountDir, logger); err != nil {
 		return nil, err
 	}
+	if err := checkMountDirEmpty(mountDir, dataDir); err != nil {
+		return nil, err
+	}
 
 	lroot, err := gofs.NewLoopbackRoot(dataDir)
 	if err != nil {
@@ -131,7 +134,10 @@ func Mount(opt Options) (*Server, error) {
 		MountOptions: mo,
 		EntryTimeout: &zero,
 		AttrTimeout:  &zero,
-		Logger:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		// Without it go-fuse reports a file whose permission bits are all
+		// zero (chmod 0000) as 0644: the mount must show the data dir's mode.
+		NullPermissions: true,
+		Logger:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	srv, err := gofs.Mount(mountDir, root, fopts)
 	if err != nil {
@@ -216,6 +222,35 @@ func prepareMountDir(dir string, logger *slog.Logger) error {
 		return fmt.Errorf("%s is already a live mount: is another litefs running? unmount it first", dir)
 	}
 	return nil
+}
+
+// checkMountDirEmpty refuses a mount dir that holds files: the mount would
+// hide them, and an app whose database is among them would see an empty
+// directory and start a new history (a user coming from Litestream has the
+// database right there). lost+found, the one entry a fresh filesystem's root
+// holds, is not the app's.
+func checkMountDirEmpty(mountDir, dataDir string) error {
+	entries, err := os.ReadDir(mountDir)
+	if err != nil {
+		return fmt.Errorf("fs: read mount dir %s: %w", mountDir, err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.Name() != "lost+found" {
+			names = append(names, e.Name())
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	const show = 5
+	list := strings.Join(names[:min(len(names), show)], ", ")
+	if len(names) > show {
+		list += fmt.Sprintf(" and %d more", len(names)-show)
+	}
+	return fmt.Errorf("fuse.dir %s holds files (%s): the mount would hide them, and the app would see an empty "+
+		"directory. If they are the app's database and its files, stop the app and move them onto the volume first: "+
+		"mv %s/* %s/ (then start litefs again); otherwise empty fuse.dir or pick another", mountDir, list, mountDir, dataDir)
 }
 
 // isFUSEMountPoint reports whether dir is the root of a FUSE mount. Any mount

@@ -15,6 +15,7 @@ import (
 	"github.com/litefs-dev/litefs"
 	"github.com/litefs-dev/litefs/config"
 	"github.com/litefs-dev/litefs/fs"
+	"github.com/litefs-dev/litefs/replica"
 	"github.com/litefs-dev/litefs/replica/backends"
 )
 
@@ -33,6 +34,7 @@ type Daemon struct {
 	// Now is the clock the databases use (tests move it); nil = time.Now.
 	Now func() time.Time
 
+	lock   *dataDirLock
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -66,11 +68,18 @@ func (dm *Daemon) Start(ctx context.Context) (err error) {
 	if err := os.MkdirAll(cfg.FUSE.Dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create fuse.dir: %w", err)
 	}
+	// The lock comes before anything reads or writes staging.
+	lock, err := lockDataDir(cfg.Data.Dir)
+	if err != nil {
+		return err
+	}
+	dm.lock = lock
 	defer func() {
 		if err != nil {
 			for _, db := range dm.dbs {
 				_ = db.Close(context.Background())
 			}
+			dm.lock.release()
 		}
 	}()
 	owner, err := litefs.VolumeID(cfg.Data.Dir)
@@ -168,8 +177,8 @@ func (dm *Daemon) Shutdown(ctx context.Context) error {
 		dm.mu.Unlock()
 	}
 	for _, db := range dm.dbs {
-		if err := db.Flush(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("flush %s (left in staging for the next start): %w", db.Name(), err))
+		if err := dm.flushUntil(ctx, db); err != nil {
+			errs = append(errs, fmt.Errorf("flush %s: %d bytes left in staging for the next start: %w", db.Name(), db.StagingBytes(), err))
 		}
 		if err := db.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close %s: %w", db.Name(), err))
@@ -178,6 +187,7 @@ func (dm *Daemon) Shutdown(ctx context.Context) error {
 	if dm.http != nil {
 		_ = dm.http.Close()
 	}
+	dm.lock.release()
 	return errors.Join(errs...)
 }
 
@@ -200,4 +210,29 @@ func (dm *Daemon) Ready() error {
 		}
 	}
 	return nil
+}
+
+// flushUntil uploads what db has staged, retrying with backoff until ctx
+// ends: a flush that fails once at SIGTERM (an S3 hiccup) must not leave
+// everything staged while shutdown-timeout has time left. It gives up at
+// once when retrying cannot help: another writer holds the lease, or the
+// database is fenced.
+func (dm *Daemon) flushUntil(ctx context.Context, db *litefs.DB) error {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := db.Flush(ctx)
+		if err == nil || errors.Is(err, replica.ErrLeaseHeld) || errors.Is(err, litefs.ErrFenced) || ctx.Err() != nil {
+			return err
+		}
+		dm.logger.Warn("shutdown: upload failed; retrying until shutdown-timeout",
+			"db", db.Name(), "attempt", attempt, "staged_bytes", db.StagingBytes(), "retry_in", backoff, "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (last upload error: %v)", ctx.Err(), err)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
 }

@@ -44,6 +44,7 @@ type Config struct {
 	FUSEDir     string
 	DataDir     string
 	HTTPAddr    string // "off" turns HTTP off
+	HTTPExtra   string // more [http] keys, as TOML lines (needs HTTPAddr)
 	Passthrough *bool
 	DBName      string // default "db"
 	DBExtra     string // more [[dbs]] keys, as TOML lines
@@ -78,6 +79,7 @@ func (c Config) TOML() string {
 	fmt.Fprintf(&b, "[data]\ndir = %q\n", c.DataDir)
 	if c.HTTPAddr != "" {
 		fmt.Fprintf(&b, "[http]\naddr = %q\n", c.HTTPAddr)
+		line(&b, c.HTTPExtra)
 	}
 	fmt.Fprintf(&b, "[[dbs]]\npath = %q\n", c.DBPath())
 	line(&b, c.DBExtra)
