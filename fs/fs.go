@@ -143,6 +143,9 @@ func Mount(opt Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fs: mount %s on %s: %w", dataDir, mountDir, err)
 	}
+	if err := closeFUSEOnExec(); err != nil {
+		logger.Warn("could not mark the FUSE descriptor close-on-exec: a child process may inherit it", "err", err)
+	}
 	ks := srv.KernelSettings()
 	logger.Info("mounted",
 		"data_dir", dataDir, "mount_dir", mountDir, "dbs", len(dbs),

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
@@ -18,16 +17,27 @@ import (
 )
 
 // mountCommand runs the daemon until SIGTERM/SIGINT (or until -exec's
-// command exits): flush staging within shutdown-timeout, unmount. A second
-// signal exits at once; staging keeps what was not uploaded.
+// command exits). With -exec, a signal goes to the command's whole process
+// group and litefs waits for the group (within shutdown-timeout, then
+// SIGKILL) before it unmounts, so no process of the app is left hung in a
+// FUSE request. Then it uploads what is staged within what is left of
+// shutdown-timeout and unmounts. A second signal cuts both waits short, yet
+// the mount is still taken down cleanly; staging keeps what was not uploaded.
 func mountCommand(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("litefs mount", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "config file (default $LITEFS_CONFIG, else "+config.DefaultPath+")")
-	execCmd := fs.String("exec", "", "run this command once the mount is ready; exit with its status")
+	execCmd := fs.String("exec", "", "run this command (with sh -c) once the mount is ready; exit with its status")
 	logFormat := fs.String("log-format", "text", "text or json")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "litefs mount: unexpected argument %q: the command to run goes in -exec \"...\"\n", fs.Arg(0))
 		return 2
 	}
 	logger, err := newLogger(stderr, *logFormat, *logLevel)
@@ -60,62 +70,76 @@ func mountCommand(args []string, stderr io.Writer) int {
 	}
 
 	status := 0
-	var child *exec.Cmd
-	childDone := make(chan error, 1)
+	var child *app
+	var childStatus <-chan int
 	if *execCmd != "" {
-		child = exec.Command("sh", "-c", *execCmd)
-		child.Stdin, child.Stdout, child.Stderr = os.Stdin, os.Stdout, os.Stderr
-		if err := child.Start(); err != nil {
+		if child, err = startApp(*execCmd); err != nil {
 			logger.Error("exec failed", "cmd", *execCmd, "err", err)
 			status = 1
-			childDone <- err
 		} else {
-			go func() { childDone <- child.Wait() }()
+			childStatus = child.status
 		}
 	}
 
+	timeout := time.Duration(cfg.ShutdownTimeout)
+	var sig os.Signal = syscall.SIGTERM
 	select {
-	case sig := <-sigs:
-		logger.Info("shutting down", "signal", sig.String(), "timeout", time.Duration(cfg.ShutdownTimeout))
-		if child != nil && child.Process != nil {
-			_ = child.Process.Signal(syscall.SIGTERM)
-			<-childDone
-		}
-	case err := <-childDone:
-		status = exitStatus(err)
+	case sig = <-sigs:
+		logger.Info("shutting down", "signal", sig.String(), "timeout", timeout)
+	case status = <-childStatus:
 		logger.Info("command exited; shutting down", "status", status)
+	case <-startFailed(status):
+	}
+	deadline := time.Now().Add(timeout)
+	hurry := false
+	if child != nil {
+		// The shell may be gone while the app it forked still runs: the
+		// group, not the shell, must be empty before the unmount.
+		var gone bool
+		gone, hurry = child.stop(sig.(syscall.Signal), time.Until(deadline), sigs)
+		if !gone {
+			logger.Warn("processes of -exec's command did not exit after SIGKILL; unmounting anyway")
+		}
+		select {
+		case status = <-childStatus:
+		default:
+		}
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	done := make(chan error, 1)
+	if hurry {
+		logger.Warn("second signal: unmounting without uploading; staging keeps what was not uploaded")
+		cancel()
+	}
 	go func() { done <- dm.Shutdown(ctx) }()
+	var err2 error
 	select {
-	case err := <-done:
-		if err != nil {
-			logger.Error("shutdown incomplete", "err", err)
-			if status == 0 {
-				status = 1
-			}
-		} else {
-			logger.Info("shut down cleanly")
-		}
+	case err2 = <-done:
 	case <-sigs:
-		logger.Warn("second signal: exiting now; staging keeps what was not uploaded")
-		return 1
+		logger.Warn("second signal: giving up on uploads; staging keeps what was not uploaded")
+		cancel()
+		err2 = <-done
+	}
+	if err2 != nil {
+		logger.Error("shutdown incomplete", "err", err2)
+		if status == 0 {
+			status = 1
+		}
+	} else {
+		logger.Info("shut down cleanly")
 	}
 	return status
 }
 
-func exitStatus(err error) int {
-	if err == nil {
-		return 0
+// startFailed is a ready channel when -exec could not start (status set), so
+// mount goes straight to shutdown; otherwise nil (blocks forever).
+func startFailed(status int) <-chan time.Time {
+	if status != 0 {
+		return time.After(0)
 	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode()
-	}
-	return 1
+	return nil
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
