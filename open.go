@@ -102,9 +102,22 @@ func (d *DB) open(ctx context.Context, stagePos staging.Pos, allowEmpty bool) er
 	if err != nil {
 		return err
 	}
-	repPos, snap, since, err := replicaState(ctx, u.client)
-	if err != nil {
+	readCtx, cancel := context.WithTimeout(ctx, replicaStartTimeout)
+	repPos, snap, since, err := replicaState(readCtx, u.client)
+	cancel()
+	unreachable := err != nil
+	switch {
+	case unreachable && (errors.Is(err, replica.ErrRefused) || ctx.Err() != nil):
 		return fmt.Errorf("read replica of %s: %w", d.name, err)
+	case unreachable:
+		// An outage must not keep the app down: mount on the volume's own
+		// position; the uploader reads the replica once it answers.
+		u.down = outage{since: u.now(), logged: u.now()}
+		u.logger.Warn("replica unreachable at start-up: mounting anyway; commits are staged on the volume and uploaded once it answers",
+			"err", err)
+		// No snapshot falls due while nothing is known: the policy counts
+		// from now until the replica's own snapshot is learned.
+		snap = snapshotInfo{Time: u.now()}
 	}
 	u.replicaPos, u.snap, u.uploadedSince = repPos, snap, since
 	if staged, err := d.stage.Frozen(); err == nil {
@@ -114,7 +127,14 @@ func (d *DB) open(ctx context.Context, stagePos staging.Pos, allowEmpty bool) er
 			}
 		}
 	}
-	return d.capture.start(staging.Newer(staging.Newer(filePos, stagePos), repPos), repPos.TXID, allowEmpty)
+	if err := d.capture.start(staging.Newer(staging.Newer(filePos, stagePos), repPos), repPos.TXID, allowEmpty); err != nil {
+		return err
+	}
+	if unreachable {
+		c := d.capture
+		u.unknown = &unknownReplica{startTXID: c.pos.TXID, dbMissing: c.state == StateWaiting, allowEmpty: allowEmpty}
+	}
+	return nil
 }
 
 // start sets the capture at pos: steps 2 to 4 of OpenDB. The replica

@@ -67,6 +67,13 @@ type uploader struct {
 	snapInterval time.Duration
 	retention    time.Duration
 
+	// unknown is set when start-up could not read the replica; Flush
+	// learns it first (reachability.go). Guarded by flushMu.
+	unknown *unknownReplica
+	// down tracks a run of failed uploads for the log. Set at start-up
+	// when the replica was unreachable; otherwise owned by Run.
+	down outage
+
 	needRebase   atomic.Bool                    // staging must restart from a new snapshot
 	snapMismatch atomic.Int32                   // snapshots in a row that did not match the tracked checksum
 	leaseWait    atomic.Pointer[leaseWaitError] // set while another writer holds the lease
@@ -130,6 +137,7 @@ func (u *uploader) Run(ctx context.Context) {
 		case err == nil:
 			backoff, pending = 0, false
 			u.leaseWait.Store(nil)
+			u.down.ended(u.logger, u.now())
 		case ctx.Err() != nil:
 			return
 		case errors.As(err, &held):
@@ -146,7 +154,7 @@ func (u *uploader) Run(ctx context.Context) {
 		default:
 			u.metrics.UploadErr.Add(1)
 			backoff = nextBackoff(backoff)
-			u.logger.Warn("upload failed; will retry (the app is not affected, staging holds the data)", "err", err, "retry_in", backoff.Round(time.Millisecond))
+			u.down.failed(u.logger, u.now(), u.stage.Bytes(), err, backoff)
 			pending = true
 		}
 	}
@@ -188,6 +196,11 @@ func (u *uploader) Flush(ctx context.Context) error {
 	u.capture.drain()
 	if err := u.fenced(); err != nil {
 		return err
+	}
+	if u.unknown != nil {
+		if err := u.learnReplica(ctx); err != nil {
+			return err
+		}
 	}
 	for attempt := 0; ; attempt++ {
 		if u.needRebase.Load() {

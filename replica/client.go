@@ -20,6 +20,12 @@ var ErrNotFound = errors.New("ltx object not found")
 // replica path. The caller must stop uploading and never overwrite it.
 var ErrConflict = errors.New("ltx object already exists with different contents")
 
+// ErrRefused is wrapped by errors where the replica answered and refused
+// for a reason retrying does not fix: bad credentials, a bucket that does
+// not exist. Start-up fails on it; any other error reading the replica at
+// start-up is taken for an outage, and the daemon mounts anyway.
+var ErrRefused = errors.New("replica refused the request")
+
 // ReplicaClient stores LTX files by level and TXID range. Implementations
 // live in one subpackage per backend and must pass replicatest.Run.
 type ReplicaClient interface {

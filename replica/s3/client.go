@@ -78,11 +78,18 @@ func redact(s string) string {
 var (
 	// ErrAccessDenied wraps 401/403 replies: bad credentials or a policy
 	// that does not allow the request.
-	ErrAccessDenied = errors.New("s3 access denied")
+	ErrAccessDenied error = refusal("s3 access denied")
 
 	// ErrNoSuchBucket wraps replies saying the bucket does not exist.
-	ErrNoSuchBucket = errors.New("s3 bucket does not exist")
+	ErrNoSuchBucket error = refusal("s3 bucket does not exist")
 )
+
+// refusal is an S3 answer that retrying will not change: it wraps
+// replica.ErrRefused, so start-up fails on it instead of waiting it out.
+type refusal string
+
+func (r refusal) Error() string { return string(r) }
+func (refusal) Unwrap() error   { return replica.ErrRefused }
 
 const (
 	defaultResponseHeaderTimeout = 2 * time.Minute
