@@ -4,8 +4,11 @@
 # /usr/local/bin/restore on Debian with the fuse3 userspace. `--target myapp`
 # builds the example app of docs/kubernetes.md.
 #
-#   docker buildx build --platform linux/amd64,linux/arm64 -t REGISTRY/litefs:TAG --push .
+#   docker buildx build --platform linux/amd64,linux/arm64 --build-arg VERSION=TAG -t REGISTRY/litefs:TAG --push .
 #   docker buildx build --platform linux/amd64,linux/arm64 --target myapp -t REGISTRY/myapp:TAG --push .
+#
+# VERSION (default "dev") is what `litefs version` prints: it reaches the
+# binary as -ldflags -X main.Version=$VERSION.
 #
 # Base images are pinned by tag. In production pin them by digest as well
 # (FROM golang:1.26-bookworm@sha256:...) and let a bot bump the digests.

@@ -322,6 +322,22 @@ func TestDockerfile(t *testing.T) {
 	if !regexp.MustCompile(`\bCGO_ENABLED=1\b.*\bmake build\b`).MatchString(run) {
 		t.Error("builder: must run CGO_ENABLED=1 ... make build")
 	}
+	// docs/kubernetes.md: `docker build --build-arg VERSION=v1` makes
+	// `litefs version` print v1.
+	versionArg := false
+	for _, in := range builder.instrs {
+		if in.cmd == "ARG" && (in.rest == "VERSION" || strings.HasPrefix(in.rest, "VERSION=")) {
+			versionArg = true
+		}
+	}
+	if !versionArg || !regexp.MustCompile(`-X[= ]main\.Version=\$\{?VERSION\b`).MatchString(run) {
+		t.Error("builder: ARG VERSION must be declared and passed to the linker as -X main.Version=$VERSION")
+	}
+	if src, err := os.ReadFile(filepath.Join(repoRoot, "cmd", "litefs", "main.go")); err != nil {
+		t.Error(err)
+	} else if !regexp.MustCompile(`(?m)^var Version = `).Match(src) {
+		t.Error("../cmd/litefs/main.go has no `var Version = ...` for -X main.Version to set")
+	}
 	litefsStage := d.stage("litefs")
 	var pkgs string
 	for _, in := range litefsStage.instrs {

@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"sigs.k8s.io/yaml"
@@ -88,6 +89,10 @@ func newForKind(apiVersion, kind string) (any, error) {
 	switch apiVersion + " " + kind {
 	case "v1 Secret":
 		return &corev1.Secret{}, nil
+	case "v1 Namespace":
+		return &corev1.Namespace{}, nil
+	case "networking.k8s.io/v1 NetworkPolicy":
+		return &networkingv1.NetworkPolicy{}, nil
 	case "v1 ConfigMap":
 		return &corev1.ConfigMap{}, nil
 	case "v1 Service":

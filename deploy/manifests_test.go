@@ -291,6 +291,57 @@ func TestSecret(t *testing.T) {
 	}
 }
 
+// TestNamespace checks deploy/namespace.yaml and the guide's use of it: the
+// namespace must let the privileged sidecar in, and the guide must create
+// it and run every later command in it.
+func TestNamespace(t *testing.T) {
+	objs, err := loadFile("namespace.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, ok := objs[0].obj.(*corev1.Namespace)
+	if len(objs) != 1 || !ok {
+		t.Fatal("namespace.yaml: want one Namespace")
+	}
+	if got := ns.Labels["pod-security.kubernetes.io/enforce"]; got != "privileged" {
+		t.Errorf("Namespace %s: pod-security.kubernetes.io/enforce is %q, want privileged: the litefs sidecar is privileged", ns.Name, got)
+	}
+	for _, dir := range []string{"base", "no-native-sidecar"} {
+		for _, o := range loadBundle(t, dir).objs {
+			if _, isNS := o.obj.(*corev1.Namespace); isNS {
+				t.Errorf("%s: %s: the Namespace must not be in a kustomization: `kubectl delete -k` would delete it, and the PVC with it", dir, o.file)
+			}
+		}
+	}
+	b, err := os.ReadFile("../docs/kubernetes.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	guide := string(b)
+	for _, want := range []string{
+		"kubectl apply -f deploy/namespace.yaml",
+		"kubectl config set-context --current --namespace=" + ns.Name,
+		"kubectl label namespace " + ns.Name + " pod-security.kubernetes.io/enforce=privileged",
+	} {
+		if !strings.Contains(guide, want) {
+			t.Errorf("docs/kubernetes.md does not show %q", want)
+		}
+	}
+	// The commands as typed (at the start of a line), not mentions in prose.
+	at := func(re string) int {
+		if loc := regexp.MustCompile(`(?m)^` + re).FindStringIndex(guide); loc != nil {
+			return loc[0]
+		}
+		return -1
+	}
+	create := at(`kubectl apply -f deploy/namespace\.yaml$`)
+	for _, later := range []string{`kubectl create secret generic litefs `, `kubectl apply -k deploy/base$`} {
+		if i := at(later); i < 0 || i < create {
+			t.Errorf("docs/kubernetes.md: the command %s must come after the namespace is created", later)
+		}
+	}
+}
+
 func checkConfigMount(t *testing.T, b *bundle, c *corev1.Container) {
 	t.Helper()
 	m := mount(c, configVolume)
@@ -373,6 +424,18 @@ func checkVolumes(t *testing.T, b *bundle, all []corev1.Container) {
 	}
 	if q, ok := pvc.Resources.Requests[corev1.ResourceStorage]; !ok || q.Cmp(resource.MustParse(pvcSize)) != 0 {
 		t.Errorf("claim %s: storage %v, want %s", dataVolume, pvc.Resources.Requests, pvcSize)
+	} else {
+		// The volume holds the database, its WAL, up to staging-max-bytes
+		// of staged segments and a snapshot (docs/kubernetes.md, "Sizing
+		// the volume"). myapp's database is a few KiB: its WAL (4 MiB at
+		// SQLite's default autocheckpoint), a snapshot and the database fit
+		// in 32 MiB.
+		cfg := parseConfig(t, b)
+		for _, db := range cfg.DBs {
+			if need := int64(db.Replica.StagingMaxBytes) + 32<<20; q.Value() < need {
+				t.Errorf("claim %s: %s holds less than %s's staging-max-bytes (%d bytes) plus 32 MiB for the database, its WAL and a snapshot", dataVolume, q.String(), db.Path, int64(db.Replica.StagingMaxBytes))
+			}
+		}
 	}
 	for _, c := range all {
 		if m := mount(&c, fuseVolume); m != nil && m.SubPath != "" {
@@ -443,7 +506,7 @@ func checkGrace(t *testing.T, b *bundle, cfg *config.Config, side *corev1.Contai
 
 // TestEveryManifestIsChecked fails on a YAML file that no test reads.
 func TestEveryManifestIsChecked(t *testing.T) {
-	seen := map[string]bool{"secret.yaml": true}
+	seen := map[string]bool{"secret.yaml": true, "namespace.yaml": true}
 	for _, dir := range []string{"base", "no-native-sidecar"} {
 		if _, err := build(dir, seen); err != nil {
 			t.Fatal(err)
