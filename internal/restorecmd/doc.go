@@ -8,7 +8,12 @@
 // output checks are replica.Restore's; the command only decides whether an
 // existing database makes -if-db-not-exists a success, and words the
 // failures for whoever sets up the init container); every failure is one
-// line on stderr and exit status 1.
+// line on stderr, with exit status 2 for a mistake in the command line (a
+// bad flag, a missing or extra argument) and 1 for anything else; -h prints
+// the usage and exits 0. Relative paths (DB, -o) are taken from the working
+// directory before DB is matched against the config. A file:// replica
+// whose directory does not exist is an error naming it, not an empty
+// replica; with -if-replica-exists both are a success with nothing done.
 //
 // Callers: cmd/litefs (the restore subcommand) and cmd/restore.
 package restorecmd

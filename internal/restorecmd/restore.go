@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/litefs-dev/litefs/config"
 	"github.com/litefs-dev/litefs/replica"
 	"github.com/litefs-dev/litefs/replica/backends"
+	"github.com/litefs-dev/litefs/replica/file"
 )
 
 const usage = `usage: restore [flags] DB
@@ -36,18 +38,32 @@ matching path under data.dir, or to -o.
 Flags:
 `
 
-// Run runs the command and returns its exit status.
+// Run runs the command and returns its exit status: 0 done (or nothing to
+// do), 1 failed, 2 a mistake in the command line (as the flag package's).
 func Run(ctx context.Context, name string, args []string, stderr io.Writer) int {
-	if err := run(ctx, name, args, stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		// replica.Restore's errors already say "restore:".
-		fmt.Fprintf(stderr, "%s: %s\n", name, strings.TrimPrefix(err.Error(), "restore: "))
-		return 1
+	err := run(ctx, name, args, stderr)
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errFlags):
+		return 2 // the flag package printed the error and the usage
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "%s: %s (run '%s -h' for the usage)\n", name, err, name)
+		return 2
 	}
-	return 0
+	// replica.Restore's errors already say "restore:".
+	fmt.Fprintf(stderr, "%s: %s\n", name, strings.TrimPrefix(err.Error(), "restore: "))
+	return 1
 }
+
+// usageError is a mistake in the command line: exit status 2.
+type usageError struct{ error }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// errFlags stands for a flag the flag package refused (and reported).
+var errFlags = errors.New("bad flags")
 
 type options struct {
 	config, out, replicaURL, timestamp, txid string
@@ -60,7 +76,10 @@ func run(ctx context.Context, name string, args []string, stderr io.Writer) erro
 	var o options
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	fs.Usage = func() {
+		fmt.Fprint(stderr, strings.ReplaceAll(usage, "restore [flags]", name+" [flags]"))
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&o.config, "config", "", "config file (default $LITEFS_CONFIG, else "+config.DefaultPath+")")
 	fs.StringVar(&o.out, "o", "", "output database path (default: the database's path under data.dir)")
 	fs.StringVar(&o.replicaURL, "replica", "", "replica URL (s3://bucket/path or file:///dir) instead of a config")
@@ -71,8 +90,10 @@ func run(ctx context.Context, name string, args []string, stderr io.Writer) erro
 	fs.IntVar(&o.parallelism, "parallelism", 8, "download workers")
 	fs.BoolVar(&o.integrityCheck, "integrity-check", false, "run PRAGMA integrity_check on the result before renaming it into place")
 	fs.BoolVar(&o.verbose, "v", false, "log each step")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return err
+	} else if err != nil {
+		return errFlags
 	}
 	level := slog.LevelWarn
 	if o.verbose {
@@ -86,15 +107,15 @@ func run(ctx context.Context, name string, args []string, stderr io.Writer) erro
 	}
 	ropt := replica.RestoreOptions{OutputPath: out, Parallelism: o.parallelism, Logger: logger}
 	if ropt.TXID, err = parseTXID(o.txid); err != nil {
-		return err
+		return usageError{err}
 	}
 	if o.timestamp != "" {
 		if ropt.Timestamp, err = time.Parse(time.RFC3339Nano, o.timestamp); err != nil {
-			return fmt.Errorf("-timestamp %q: write it as RFC3339, e.g. 2026-01-02T15:04:05Z", o.timestamp)
+			return usagef("-timestamp %q: write it as RFC3339, e.g. 2026-01-02T15:04:05Z", o.timestamp)
 		}
 	}
 	if ropt.TXID != 0 && !ropt.Timestamp.IsZero() {
-		return errors.New("give -txid or -timestamp, not both")
+		return usagef("give -txid or -timestamp, not both")
 	}
 
 	// Not Restore's own check of the output: that one refuses any entry at
@@ -122,11 +143,8 @@ func run(ctx context.Context, name string, args []string, stderr io.Writer) erro
 	// command words it for someone setting up an init container.
 	if errors.Is(err, replica.ErrOutputDir) {
 		return fmt.Errorf("directory %s does not exist: is the volume mounted there?", filepath.Dir(out))
-	} else if errors.Is(err, replica.ErrNoReplica) && o.ifReplicaExists {
-		logger.Info("replica is empty; nothing to restore", "replica", client.Type())
-		return nil
 	} else if errors.Is(err, replica.ErrNoReplica) {
-		return fmt.Errorf("replica is empty: nothing to restore (pass -if-replica-exists to make that a success)")
+		return noReplica(client, o.ifReplicaExists, logger)
 	} else if err != nil {
 		return err
 	}
@@ -134,8 +152,32 @@ func run(ctx context.Context, name string, args []string, stderr io.Writer) erro
 	return nil
 }
 
+// noReplica answers a replica that holds nothing: with -if-replica-exists
+// a success, else an error. A file replica whose directory does not exist
+// is no replica either, but it is worded apart: most likely a mistyped path.
+func noReplica(client replica.ReplicaClient, ifReplicaExists bool, logger *slog.Logger) error {
+	var missing error
+	if fc, ok := client.(*file.Client); ok {
+		if err := fc.CheckDir(); errors.Is(err, fs.ErrNotExist) {
+			missing = err
+		}
+	}
+	switch {
+	case missing != nil && ifReplicaExists:
+		logger.Info("replica directory does not exist; nothing to restore", "dir", client.(*file.Client).Dir())
+		return nil
+	case missing != nil:
+		return fmt.Errorf("%w: check the replica URL (pass -if-replica-exists to make a missing replica a success)", missing)
+	case ifReplicaExists:
+		logger.Info("replica is empty; nothing to restore", "replica", client.Type())
+		return nil
+	}
+	return errors.New("replica is empty: nothing to restore (pass -if-replica-exists to make that a success)")
+}
+
 // resolve finds the replica and the output path, from the flags or the
-// config file.
+// config file. Relative paths (DB, -o) are taken from the working
+// directory.
 func (o *options) resolve(ctx context.Context, args []string) (replica.ReplicaClient, string, error) {
 	url := o.replicaURL
 	var dbArg string
@@ -144,34 +186,46 @@ func (o *options) resolve(ctx context.Context, args []string) (replica.ReplicaCl
 	case 1:
 		if strings.Contains(args[0], "://") {
 			if url != "" {
-				return nil, "", errors.New("give the replica URL once: -replica URL or as the argument")
+				return nil, "", usagef("give the replica URL once: -replica URL or as the argument")
 			}
 			url = args[0]
+		} else if url != "" {
+			return nil, "", usagef("unexpected argument %q: with -replica URL, give -o OUT and no database path", args[0])
 		} else {
 			dbArg = args[0]
 		}
 	default:
-		return nil, "", fmt.Errorf("expected one argument (the database path), got %d: %s", len(args), strings.Join(args, " "))
+		return nil, "", usagef("expected one argument (the database path, or a replica URL), got %d: %s", len(args), strings.Join(args, " "))
+	}
+	out := o.out
+	if out != "" {
+		var err error
+		if out, err = filepath.Abs(out); err != nil {
+			return nil, "", fmt.Errorf("-o %s: %w", o.out, err)
+		}
 	}
 	if url != "" {
-		if o.out == "" {
-			return nil, "", errors.New("-o OUT is required with a replica URL")
+		if out == "" {
+			return nil, "", usagef("-o OUT is required with a replica URL")
 		}
 		client, err := backends.NewClient(ctx, url, backends.Settings{ConditionalWrites: true})
-		return client, o.out, err
+		return client, out, err
 	}
 	if dbArg == "" {
-		return nil, "", errors.New("give the database path (DB), or -o OUT with -replica URL")
+		return nil, "", usagef("give the database path (DB), or -o OUT with -replica URL")
+	}
+	dbPath, err := filepath.Abs(dbArg)
+	if err != nil {
+		return nil, "", fmt.Errorf("database path %s: %w", dbArg, err)
 	}
 	cfg, err := config.Read(config.FilePath(o.config))
 	if err != nil {
 		return nil, "", err
 	}
-	db, err := cfg.FindDB(dbArg)
+	db, err := cfg.FindDB(dbPath)
 	if err != nil {
 		return nil, "", err
 	}
-	out := o.out
 	if out == "" {
 		if out, err = cfg.DataPath(db.Path); err != nil {
 			return nil, "", err

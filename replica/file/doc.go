@@ -15,6 +15,11 @@
 //   - Listings read only the 100-byte header and 16-byte trailer of each
 //     file, never whole files, and skip names that are not <min>-<max>.ltx.
 //
+// A missing directory lists as an empty replica, so a new replica needs no
+// setup (the daemon's first write creates it); readers that must tell a
+// mistyped path from an empty replica call CheckDir first.
+//
 // Callers: the uploader and restore through replica.ReplicaClient; the lead's
-// URL parsing constructs it with NewClient.
+// URL parsing constructs it with NewClient; restore and `litefs ltx` call
+// CheckDir.
 package file

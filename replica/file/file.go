@@ -61,6 +61,24 @@ func (c *Client) Type() string { return "file" }
 // Dir is the replica's root directory.
 func (c *Client) Dir() string { return c.dir }
 
+// CheckDir reports whether the replica's directory exists. Readers (restore,
+// `litefs ltx`) call it first: to them a missing directory is most likely a
+// mistyped path, which LTXFiles alone would list as an empty replica. The
+// error names the directory and wraps fs.ErrNotExist when it is missing.
+// Writers need not call it: the first write creates the directory.
+func (c *Client) CheckDir() error {
+	fi, err := os.Stat(c.dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("replica directory %s does not exist: %w", c.dir, fs.ErrNotExist)
+	case err != nil:
+		return fmt.Errorf("replica directory: %w", err)
+	case !fi.IsDir():
+		return fmt.Errorf("replica directory %s is not a directory", c.dir)
+	}
+	return nil
+}
+
 // LevelDir is the directory holding a level's files.
 func (c *Client) LevelDir(level int) string {
 	return filepath.Join(c.dir, "ltx", strconv.Itoa(level))

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -166,5 +168,35 @@ func TestConcurrentCreate(t *testing.T) {
 	}
 	if match != 1 {
 		t.Fatal("stored object is none of the written files")
+	}
+}
+
+// CheckDir tells a missing directory (named, fs.ErrNotExist) from an empty
+// replica; listing a missing directory stays an empty result, and the first
+// write still creates it.
+func TestCheckDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "replica")
+	c := file.NewClient(dir)
+	err := c.CheckDir()
+	if !errors.Is(err, fs.ErrNotExist) || err.Error() != "replica directory "+dir+" does not exist: file does not exist" {
+		t.Fatalf("missing directory: err = %v, want fs.ErrNotExist naming %s", err, dir)
+	}
+	if infos, err := c.LTXFiles(context.Background(), 0, 0); err != nil || len(infos) != 0 {
+		t.Fatalf("listing a missing directory: %v, %v; want empty", infos, err)
+	}
+	b := replicatest.NewFile(t, 1, 1, time.Now())
+	if _, err := c.WriteLTXFile(context.Background(), 0, 1, 1, bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckDir(); err != nil {
+		t.Fatalf("after a write: %v", err)
+	}
+
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := file.NewClient(notDir).CheckDir(); err == nil || errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), notDir+" is not a directory") {
+		t.Fatalf("a file as the directory: err = %v", err)
 	}
 }
