@@ -23,6 +23,7 @@ func (dm *Daemon) handler() http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("/metrics", dm.metricsHandler())
+	mux.HandleFunc("GET /status", dm.handleStatus)
 
 	// Control endpoints cost S3 requests and commit stalls (a snapshot) or
 	// CPU and internals (pprof): only an authorised client drives them.
