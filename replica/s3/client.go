@@ -234,6 +234,9 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 	if awsCfg.Region == "" {
 		return nil, fmt.Errorf("s3: no region for bucket %q: set region in the replica config or AWS_REGION", cfg.Bucket)
 	}
+	if creds == nil && awsCfg.Credentials != nil {
+		awsCfg.Credentials = credentialsHint{awsCfg.Credentials}
+	}
 	cfg.Region = awsCfg.Region
 
 	cl := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
@@ -269,6 +272,45 @@ func staticCredentials(cfg Config) (aws.CredentialsProvider, error) {
 	return nil, nil
 }
 
+// credentialsHint wraps the SDK's default chain: when it yields nothing,
+// the error lists every place litefs and the SDK looked, so a missing
+// credential is not a bare "no EC2 IMDS role found".
+type credentialsHint struct{ aws.CredentialsProvider }
+
+func (h credentialsHint) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	c, err := h.CredentialsProvider.Retrieve(ctx)
+	if err != nil && ctx.Err() == nil {
+		return c, &noCredentialsError{err}
+	}
+	return c, err
+}
+
+// ProviderSources keeps the SDK's record of where credentials came from.
+func (h credentialsHint) ProviderSources() []aws.CredentialSource {
+	if s, ok := h.CredentialsProvider.(aws.CredentialProviderSource); ok {
+		return s.ProviderSources()
+	}
+	return nil
+}
+
+// noCredentialsError is the default chain's failure, with where to look.
+type noCredentialsError struct{ err error }
+
+func (e *noCredentialsError) Unwrap() error { return e.err }
+
+func (e *noCredentialsError) Error() string {
+	half := ""
+	if id, secret := os.Getenv("AWS_ACCESS_KEY_ID") != "", os.Getenv("AWS_SECRET_ACCESS_KEY") != ""; id != secret {
+		half = " (only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set: the SDK ignores half a pair)"
+	}
+	return "no credentials: set access-key-id and secret-access-key under [dbs.replica], " +
+		"or LITEFS_ACCESS_KEY_ID and LITEFS_SECRET_ACCESS_KEY, or LITESTREAM_ACCESS_KEY_ID and LITESTREAM_SECRET_ACCESS_KEY; " +
+		"else the AWS SDK looks at AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" + half + ", " +
+		"the shared files ~/.aws/credentials and ~/.aws/config (AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE, profile AWS_PROFILE or default), " +
+		"web identity (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN, as IRSA sets them), the ECS container endpoint and the EC2 instance role; " +
+		"none gave credentials (the SDK's last error: " + e.err.Error() + ")"
+}
+
 // Type returns "s3".
 func (c *Client) Type() string { return "s3" }
 
@@ -299,6 +341,10 @@ func (c *Client) Check(ctx context.Context) error {
 // replica.ErrNotFound, ErrNoSuchBucket or ErrAccessDenied where it applies.
 func (c *Client) wrap(op, key string, err error) error {
 	where := fmt.Sprintf("s3: %s s3://%s/%s", op, c.cfg.Bucket, key)
+	var nc *noCredentialsError
+	if errors.As(err, &nc) {
+		return fmt.Errorf("%s: %w", where, nc) // the SDK's wrapping says nothing more
+	}
 	code, status := errInfo(err)
 	switch {
 	case code == "NoSuchBucket":

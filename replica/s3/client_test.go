@@ -253,3 +253,58 @@ func TestRetries409(t *testing.T) {
 		t.Fatalf("%d conditional PUTs, want 3", n)
 	}
 }
+
+// With no credential anywhere, the first request's error says where litefs
+// and the SDK looked, and which half of a pair is missing.
+func TestNoCredentials(t *testing.T) {
+	srv := s3test.StartGoFakeS3(t)
+	cfg := srv.Config("db")
+	cfg.AccessKeyID, cfg.SecretAccessKey = "", ""
+	home := t.TempDir()
+	for k, v := range map[string]string{
+		"HOME": home, "AWS_CONFIG_FILE": home + "/config", "AWS_SHARED_CREDENTIALS_FILE": home + "/credentials",
+		"AWS_PROFILE": "", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
+		"AWS_WEB_IDENTITY_TOKEN_FILE": "", "AWS_ROLE_ARN": "",
+		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "", "AWS_CONTAINER_CREDENTIALS_FULL_URI": "",
+		"AWS_EC2_METADATA_DISABLED": "true",
+		"LITEFS_ACCESS_KEY_ID":      "", "LITEFS_SECRET_ACCESS_KEY": "", "LITESTREAM_ACCESS_KEY_ID": "", "LITESTREAM_SECRET_ACCESS_KEY": "",
+	} {
+		t.Setenv(k, v)
+	}
+	check := func() error {
+		t.Helper()
+		c, err := lfs3.NewClient(context.Background(), cfg)
+		if err != nil {
+			t.Fatalf("NewClient sends no request and needs no credentials: %v", err)
+		}
+		return c.Check(context.Background())
+	}
+	err := check()
+	if err == nil {
+		t.Fatal("check without credentials succeeded")
+	}
+	msg := err.Error()
+	for _, want := range []string{"s3: check s3://" + srv.Bucket + "/db/: no credentials: ", "access-key-id and secret-access-key under [dbs.replica]",
+		"LITEFS_ACCESS_KEY_ID", "LITESTREAM_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", "~/.aws/credentials",
+		"AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "EC2 instance role", "the SDK's last error: "} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not say %q: %s", want, msg)
+		}
+	}
+	t.Log(msg)
+	if strings.Contains(msg, "get identity") || strings.Contains(msg, "only one of") {
+		t.Errorf("error: %s", msg)
+	}
+
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+	if err := check(); err == nil || !strings.Contains(err.Error(), "only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set") {
+		t.Errorf("half an AWS pair: %v", err)
+	}
+
+	// The chain still works through the wrapper, with AWS_CA_BUNDLE set.
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	t.Setenv("AWS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+	if err := check(); err != nil { // gofakes3 checks no signature
+		t.Errorf("AWS_* credentials: %v", err)
+	}
+}

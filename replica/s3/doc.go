@@ -61,7 +61,8 @@
 //
 // Credentials: Config, else LITEFS_ACCESS_KEY_ID/LITEFS_SECRET_ACCESS_KEY,
 // else LITESTREAM_*, else the SDK chain (AWS_*, shared config, IRSA,
-// instance roles). Custom endpoints get region us-east-1 by default,
+// instance roles); when the chain finds none, the first request's error
+// lists every one of those places. Custom endpoints get region us-east-1 by default,
 // checksums "when required" (R2 and older MinIO reject the SDK's default
 // CRC headers) and path-style addressing when the host is an IP or
 // localhost. The HTTP client is the SDK's buildable client, so
