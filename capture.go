@@ -2,6 +2,7 @@ package litefs
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -46,6 +47,13 @@ type Capture struct {
 	undo     checksum.Undo
 	posDirty bool // pos changed since the last durable pos write
 
+	// maxStaged is staging-max-bytes (0: no cap). overflowed: staging was
+	// dropped at the cap, and commits are not staged until the uploader's
+	// new snapshot (overflow.go). Guarded by mu.
+	maxStaged   int64
+	overflowed  bool
+	overflowSeq uint64 // overflows so far: a rebase is done only if none came after its snapshot point
+
 	// walIndex maps each page committed in the current WAL generation to the
 	// frame holding its latest version: a snapshot overlays them on the
 	// database file. Guarded by mu.
@@ -64,6 +72,10 @@ type uploadSide interface {
 	// replicaTXID is the newest TXID the replica holds: a new snapshot
 	// comes after it, so TXIDs never go back on one replica path.
 	replicaTXID() ltx.TXID
+	// rebase: staging cannot go on from where it is (an overflow dropped
+	// it, or a snapshot was too large to stage); the next upload must be a
+	// new snapshot.
+	rebase()
 }
 
 // State returns the replication state and, when stopped, why.
@@ -133,6 +145,16 @@ func (c *Capture) stageTxn(txn *wal.Txn) error {
 		WALSalt1:         txn.Salt1,
 		WALSalt2:         txn.Salt2,
 	}
+	if c.overflowed || c.overCap(txn, txid) {
+		// Not staged: the new snapshot will hold it. The app's commit
+		// never waits for room.
+		c.pos = staging.PosOf(hdr, c.sums.Checksum())
+		c.posDirty = true
+		c.indexPages(txn.Pages)
+		c.unsent.push(txid, start)
+		c.up.staged()
+		return nil
+	}
 	pos, err := c.stage.Append(hdr, c.sums.Checksum(), txn.Pages)
 	if err != nil {
 		c.sums.Undo(&c.undo)
@@ -167,20 +189,33 @@ func (c *Capture) startReplicating(txn *wal.Txn) error {
 	for _, p := range txn.Pages {
 		overlay[p.Pgno] = p.Data
 	}
-	sums, err := c.snapshot(txid, txn.PageSize, txn.Commit, func(pgno uint32, buf []byte) ([]byte, error) {
+	page := func(pgno uint32, buf []byte) ([]byte, error) {
 		if data, ok := overlay[pgno]; ok {
 			return data, nil
 		}
 		return buf, readPage(db, pgno, buf)
-	})
-	if err != nil {
-		return fmt.Errorf("first snapshot of %s: %w", c.name, err)
 	}
-	c.sums = sums
-	c.up.snapshotStaged(txid)
+	if size := int64(txn.Commit) * int64(txn.PageSize); !fitsStaged(c.maxStaged, c.stage.Bytes(), size) {
+		// Too large to stage (a big database file the app put there before
+		// its first WAL commit): track its state; the uploader streams it.
+		sums, err := encodeSnapshot(io.Discard, txid, txn.PageSize, txn.Commit, page, c.now(), nil)
+		if err != nil {
+			return fmt.Errorf("first snapshot of %s: %w", c.name, err)
+		}
+		if err := c.deferSnapshot(txid, sums, size); err != nil {
+			return err
+		}
+	} else {
+		sums, err := c.snapshot(txid, txn.PageSize, txn.Commit, page)
+		if err != nil {
+			return fmt.Errorf("first snapshot of %s: %w", c.name, err)
+		}
+		c.sums = sums
+		c.up.snapshotStaged(txid)
+	}
 	c.unsent.push(txid, c.now())
 	c.indexPages(txn.Pages)
-	c.pos = staging.Pos{TXID: txid, Checksum: sums.Checksum(), WALSalt1: txn.Salt1, WALSalt2: txn.Salt2, WALOffset: txn.Offset, WALSize: txn.Size}
+	c.pos = staging.Pos{TXID: txid, Checksum: c.sums.Checksum(), WALSalt1: txn.Salt1, WALSalt2: txn.Salt2, WALOffset: txn.Offset, WALSize: txn.Size}
 	c.posDirty = true
 	c.state = StateReplicating
 	c.logger.Info("replicating new database", "snapshot_txid", txid)

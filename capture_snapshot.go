@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"time"
 
 	"github.com/litefs-dev/litefs/internal/checksum"
 	"github.com/litefs-dev/litefs/replica"
@@ -17,46 +18,62 @@ import (
 // pageSource yields page pgno, reading into buf or returning other bytes.
 type pageSource func(pgno uint32, buf []byte) ([]byte, error)
 
-// snapshot stages a snapshot (replica.SnapshotLevel) 1-<txid> of pages 1..commit. It streams
-// page by page: memory stays bounded however large the database. It returns
-// the per-page checksums of the state it captured.
+// snapshot stages a snapshot (replica.SnapshotLevel) 1-<txid> of pages
+// 1..commit. It streams page by page: memory stays bounded however large the
+// database. It returns the per-page checksums of the state it captured.
 func (c *Capture) snapshot(txid ltx.TXID, pageSize, commit uint32, page pageSource) (*checksum.Sums, error) {
-	sums := checksum.New(pageSize)
+	var sums *checksum.Sums
 	ts := c.now()
-	err := c.stage.WriteFrozen(replica.SnapshotLevel, 1, txid, func(w io.Writer) error {
-		enc, err := ltx.NewEncoder(w)
-		if err != nil {
-			return err
-		}
-		if err := enc.EncodeHeader(ltx.Header{
-			Version: ltx.Version, PageSize: pageSize, Commit: commit,
-			MinTXID: 1, MaxTXID: txid, Timestamp: ts.UnixMilli(),
-		}); err != nil {
-			return err
-		}
-		buf := make([]byte, pageSize)
-		lock := ltx.LockPgno(pageSize)
-		for pgno := uint32(1); pgno <= commit; pgno++ {
-			if pgno == lock {
-				continue
-			}
-			data, err := page(pgno, buf)
-			if err != nil {
-				return err
-			}
-			sums.Set(pgno, sums.PageSum(pgno, data))
-			if err := enc.EncodePage(ltx.PageHeader{Pgno: pgno}, data); err != nil {
-				return fmt.Errorf("encode page %d: %w", pgno, err)
-			}
-		}
-		sums.Truncate(commit)
-		enc.SetPostApplyChecksum(sums.Checksum())
-		return enc.Close()
+	err := c.stage.WriteFrozen(replica.SnapshotLevel, 1, txid, func(w io.Writer) (err error) {
+		sums, err = encodeSnapshot(w, txid, pageSize, commit, page, ts, nil)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return sums, nil
+}
+
+// errSnapshotMismatch: the pages read do not add up to the checksum the
+// snapshot must have (encodeSnapshot with want).
+var errSnapshotMismatch = errors.New("snapshot pages do not match the tracked checksum")
+
+// encodeSnapshot writes the LTX snapshot 1-<txid> of pages 1..commit to w
+// and returns their checksums. With want, a state that does not match fails
+// before the trailer is written, so a streamed upload is never completed.
+func encodeSnapshot(w io.Writer, txid ltx.TXID, pageSize, commit uint32, page pageSource, ts time.Time, want *ltx.Checksum) (*checksum.Sums, error) {
+	sums := checksum.New(pageSize)
+	enc, err := ltx.NewEncoder(w)
+	if err != nil {
+		return nil, err
+	}
+	if err := enc.EncodeHeader(ltx.Header{
+		Version: ltx.Version, PageSize: pageSize, Commit: commit,
+		MinTXID: 1, MaxTXID: txid, Timestamp: ts.UnixMilli(),
+	}); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, pageSize)
+	lock := ltx.LockPgno(pageSize)
+	for pgno := uint32(1); pgno <= commit; pgno++ {
+		if pgno == lock {
+			continue
+		}
+		data, err := page(pgno, buf)
+		if err != nil {
+			return nil, err
+		}
+		sums.Set(pgno, sums.PageSum(pgno, data))
+		if err := enc.EncodePage(ltx.PageHeader{Pgno: pgno}, data); err != nil {
+			return nil, fmt.Errorf("encode page %d: %w", pgno, err)
+		}
+	}
+	sums.Truncate(commit)
+	if want != nil && sums.Checksum() != *want {
+		return sums, fmt.Errorf("%w: %s, want %s", errSnapshotMismatch, sums.Checksum(), *want)
+	}
+	enc.SetPostApplyChecksum(sums.Checksum())
+	return sums, enc.Close()
 }
 
 func openIfExists(path string) (*os.File, error) {
@@ -81,24 +98,43 @@ func readPage(f *os.File, pgno uint32, buf []byte) error {
 	return nil
 }
 
-// snapshotFromDisk reads each page from the WAL frame the index names, else
-// from the database file.
+// snapshotFromDisk stages a snapshot reading each page from the WAL frame
+// the index names, else from the database file.
 func (c *Capture) snapshotFromDisk(txid ltx.TXID, pageSize, commit uint32, index map[uint32]int64) (*checksum.Sums, error) {
-	db, err := openIfExists(c.path)
+	page, done, err := c.diskPages(index)
 	if err != nil {
 		return nil, err
 	}
-	if db != nil {
-		defer db.Close()
+	defer done()
+	return c.snapshot(txid, pageSize, commit, page)
+}
+
+// diskPages is the page source of a snapshot taken while the WAL is pinned:
+// a page's frame from the WAL where the index names one, else the database
+// file's page. done closes the files.
+func (c *Capture) diskPages(index map[uint32]int64) (page pageSource, done func(), err error) {
+	db, err := openIfExists(c.path)
+	if err != nil {
+		return nil, nil, err
 	}
 	var walf *os.File
 	if len(index) > 0 {
 		if walf, err = os.Open(c.path + "-wal"); err != nil {
-			return nil, fmt.Errorf("open WAL: %w", err)
+			if db != nil {
+				db.Close()
+			}
+			return nil, nil, fmt.Errorf("open WAL: %w", err)
 		}
-		defer walf.Close()
 	}
-	return c.snapshot(txid, pageSize, commit, func(pgno uint32, buf []byte) ([]byte, error) {
+	done = func() {
+		if db != nil {
+			db.Close()
+		}
+		if walf != nil {
+			walf.Close()
+		}
+	}
+	return func(pgno uint32, buf []byte) ([]byte, error) {
 		if off, ok := index[pgno]; ok {
 			if _, err := walf.ReadAt(buf, off+wal.FrameHeaderSize); err != nil {
 				return nil, fmt.Errorf("read page %d from the WAL: %w", pgno, err)
@@ -106,7 +142,7 @@ func (c *Capture) snapshotFromDisk(txid ltx.TXID, pageSize, commit uint32, index
 			return buf, nil
 		}
 		return buf, readPage(db, pgno, buf)
-	})
+	}, done, nil
 }
 
 // snapshotPoint is the state a snapshot captures.
@@ -116,6 +152,7 @@ type snapshotPoint struct {
 	index    map[uint32]int64
 	pageSize uint32
 	commit   uint32
+	seq      uint64 // the capture's overflowSeq at this point
 }
 
 // snapshotPoint returns the state to snapshot, once the log holds every
@@ -133,7 +170,7 @@ func (c *Capture) snapshotPoint(rebase bool) (snapshotPoint, error) {
 	if err := c.stage.WritePending(); err != nil {
 		return snapshotPoint{}, fmt.Errorf("snapshot %s: %w", c.name, err)
 	}
-	p := snapshotPoint{txid: c.pos.TXID, pos: c.pos, index: maps.Clone(c.walIndex), pageSize: c.sums.PageSize(), commit: c.sums.Pages()}
+	p := snapshotPoint{txid: c.pos.TXID, pos: c.pos, index: maps.Clone(c.walIndex), pageSize: c.sums.PageSize(), commit: c.sums.Pages(), seq: c.overflowSeq}
 	if rebase {
 		p.txid = c.nextSnapshotTXID()
 		if err := c.stage.Discard(); err != nil {
@@ -141,6 +178,7 @@ func (c *Capture) snapshotPoint(rebase bool) (snapshotPoint, error) {
 		}
 		c.pos.TXID = p.txid
 		c.posDirty = true
+		c.overflowed = false // staging restarts from this snapshot
 		c.unsent.reset(p.txid, c.now())
 	}
 	return p, nil

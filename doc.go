@@ -6,17 +6,23 @@
 // The rooms of this package:
 //
 //   - Capture (capture.go, hooks.go, queue.go, atrest.go,
-//     capture_snapshot.go) implements fs.DB: the FUSE loopback hands it
+//     capture_snapshot.go, overflow.go) implements fs.DB: the FUSE loopback hands it
 //     every operation on the database's WAL before the FUSE call returns.
 //     A WAL write is answered once it is in the file; the capture's applier
 //     feeds it to a wal.Tracker, which emits each committed transaction
 //     exactly once, in order, and the capture appends it to staging with
-//     its TXID and its pre- and post-apply rolling checksums.
-//   - The uploader (uploader.go, lease.go, snapshot.go, retention.go)
-//     freezes what is staged into one LTX object per batch and writes it to
-//     the replica inside the replica's lease (replica.Leaser), one pass at
-//     a time; it decides when to snapshot and what retention deletes.
-//   - open.go is the start-up sequence, run before the mount.
+//     its TXID and its pre- and post-apply rolling checksums. At
+//     staging-max-bytes it drops what is staged and stages nothing until
+//     the uploader's new snapshot (overflow.go).
+//   - The uploader (uploader.go, lease.go, snapshot.go, stream.go,
+//     retention.go, reachability.go) freezes what is staged into one LTX
+//     object per batch and writes it to the replica inside the replica's
+//     lease (replica.Leaser), one pass at a time; it decides when to
+//     snapshot (staged, or streamed from the database when it would not
+//     fit under the cap) and what retention deletes, and learns the
+//     replica late when it did not answer at start-up.
+//   - open.go is the start-up sequence, run before the mount; a replica
+//     that does not answer does not stop it.
 //
 // Invariant: every committed transaction is in the WAL on the volume, in
 // staging on the volume, or in the replica. Appending to staging never

@@ -14,6 +14,9 @@ type Metrics struct {
 	UploadOK      atomic.Uint64
 	UploadErr     atomic.Uint64
 	UploadedBytes atomic.Uint64
+	// HistoryGaps counts overflows whose lost restore points were closed by
+	// a new snapshot (overflow.go).
+	HistoryGaps atomic.Uint64
 	unsent        unsentQueue
 }
 

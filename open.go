@@ -33,6 +33,8 @@ type DBOptions struct {
 	LeaseTTL         time.Duration
 	SnapshotInterval time.Duration
 	Retention        time.Duration
+	// StagingMaxBytes caps staging (0: no cap): see overflow.go.
+	StagingMaxBytes int64
 	Logger           *slog.Logger
 	Now              func() time.Time // nil = time.Now
 }
@@ -77,6 +79,7 @@ func OpenDB(ctx context.Context, opt DBOptions) (*DB, error) {
 	c := &Capture{
 		name: opt.Name, path: d.path, logger: logger, now: opt.Now, stage: stage,
 		unsent: &d.Metrics.unsent, up: u, walIndex: map[uint32]int64{},
+		maxStaged: opt.StagingMaxBytes,
 	}
 	c.tracker = wal.NewTracker(c.onCommit)
 	c.queue.cond.L = &c.queue.mu
@@ -101,6 +104,15 @@ func (d *DB) open(ctx context.Context, stagePos staging.Pos, allowEmpty bool) er
 	filePos, err := d.stage.ReadPos()
 	if err != nil {
 		return err
+	}
+	// An overflow (or a snapshot too large to stage) left staging without
+	// the history the replica needs: the next upload is a new snapshot, and
+	// nothing is staged until then.
+	if _, ok, err := d.stage.ReadOverflow(); err != nil {
+		return err
+	} else if ok {
+		d.capture.overflowed = true
+		u.needRebase.Store(true)
 	}
 	readCtx, cancel := context.WithTimeout(ctx, replicaStartTimeout)
 	repPos, snap, since, err := replicaState(readCtx, u.client)
@@ -182,6 +194,15 @@ func (c *Capture) start(pos staging.Pos, replicaTXID ltx.TXID, allowEmpty bool) 
 		reason = fmt.Sprintf("the database (checksum %s) is not the state at TXID %d (checksum %s): it was written behind litefs's back or restored from elsewhere", sums.Checksum(), c.pos.TXID, c.pos.Checksum)
 	}
 	txid := c.nextSnapshotTXID()
+	if size := int64(sums.Pages()) * int64(pageSize); !fitsStaged(c.maxStaged, c.stage.Bytes(), size) {
+		c.logger.Info("a new snapshot is needed", "txid", txid, "reason", reason)
+		if err := c.deferSnapshot(txid, sums, size); err != nil {
+			return err
+		}
+		c.pos = staging.Pos{TXID: txid, Checksum: sums.Checksum()}
+		c.unsent.push(txid, c.now())
+		return c.stage.WritePos(c.pos, true)
+	}
 	c.logger.Info("taking a snapshot", "txid", txid, "reason", reason)
 	commit := sums.Pages()
 	if c.sums, err = c.snapshotFromDisk(txid, pageSize, commit, nil); err != nil {

@@ -61,8 +61,10 @@ func (u *uploader) takeSnapshot(ctx context.Context, rebase bool) (ltx.TXID, err
 	u.snapMismatch.Store(0)
 	u.snapshotStaged(txid)
 	if rebase {
-		u.needRebase.Store(false)
 		u.logger.Info("new snapshot: staging restarts from it", "txid", txid)
+		if err := u.finishRebase(txid, pt.seq); err != nil {
+			return 0, err
+		}
 	}
 	return txid, nil
 }

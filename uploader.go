@@ -87,6 +87,12 @@ func (u *uploader) staged() {
 	}
 }
 
+// rebase implements uploadSide: the next pass starts with a new snapshot.
+func (u *uploader) rebase() {
+	u.needRebase.Store(true)
+	u.staged()
+}
+
 // replicaTXID implements uploadSide.
 func (u *uploader) replicaTXID() ltx.TXID { return u.ReplicaPos().TXID }
 
@@ -204,11 +210,11 @@ func (u *uploader) Flush(ctx context.Context) error {
 	}
 	for attempt := 0; ; attempt++ {
 		if u.needRebase.Load() {
-			if _, err := u.takeSnapshot(ctx, true); err != nil {
+			if err := u.snapshotNow(ctx, true); err != nil {
 				return err
 			}
 		} else if u.snapshotDue() {
-			if _, err := u.takeSnapshot(ctx, false); err != nil {
+			if err := u.snapshotNow(ctx, false); err != nil {
 				return err
 			}
 		}

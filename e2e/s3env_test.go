@@ -47,6 +47,7 @@ type s3env struct {
 	endpoint string // srv.Endpoint, or a proxy's URL
 	path     string // replica path in the bucket
 	leaseTTL string // "" = the default
+	repExtra string // more [dbs.replica] keys
 	logs     *testenv.LogBuffer
 	httpAddr string        // the child's HTTP address (startProcess)
 	done     chan struct{} // closed when the child exited
@@ -59,9 +60,9 @@ func newS3Env(t *testing.T, srv *s3test.Server, path, syncInterval string) *s3en
 }
 
 func (e *s3env) configText() string {
-	ttl := ""
+	ttl := e.repExtra
 	if e.leaseTTL != "" {
-		ttl = fmt.Sprintf("lease-ttl = %q", e.leaseTTL)
+		ttl += fmt.Sprintf("\nlease-ttl = %q", e.leaseTTL)
 	}
 	return testenv.Config{
 		FUSEDir: e.mountDir, DataDir: e.dataDir, HTTPAddr: "127.0.0.1:0", DBExtra: e.extra,

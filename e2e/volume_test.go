@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/litefs-dev/litefs/internal/testenv"
+	"github.com/litefs-dev/litefs/replica"
 )
 
 // runMount runs `litefs mount -config cfgPath` expecting it to refuse; it
@@ -56,7 +57,9 @@ func TestSecondDaemonOnVolumeRefused(t *testing.T) {
 	mustExec(t, db, `INSERT INTO t VALUES (2)`)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if out := e.restoreLatest(); queryInt(t, out, `SELECT count(*) FROM t`) == 2 {
+		out := filepath.Join(t.TempDir(), "restored.db")
+		if _, err := replica.Restore(context.Background(), e.client(), replica.RestoreOptions{OutputPath: out}); err == nil &&
+			queryInt(t, out, `SELECT count(*) FROM t`) == 2 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -69,11 +72,20 @@ func TestSecondDaemonOnVolumeRefused(t *testing.T) {
 // A fuse dir that holds a database (a Litestream user's app dir) is refused:
 // the error names the file and the command that moves it onto the volume.
 func TestFUSEDirWithDatabaseRefused(t *testing.T) {
+	// The replica already holds the database (the order of the checks
+	// matters: not "run restore first", but "move it").
 	e := newEnv(t, "0s")
-	plain := openDB(t, filepath.Join(e.mountDir, "db"), "_journal_mode=WAL")
-	mustExec(t, plain, `CREATE TABLE t (x)`)
-	mustExec(t, plain, `INSERT INTO t VALUES (1)`)
-	plain.Close()
+	e.start()
+	live := e.open("_journal_mode=WAL")
+	mustExec(t, live, `CREATE TABLE t (x)`)
+	mustExec(t, live, `INSERT INTO t VALUES (1)`)
+	e.flush()
+	live.Close()
+	e.stop()
+	// Now the database sits in fuse.dir, as a Litestream user's does.
+	if err := os.Rename(filepath.Join(e.dataDir, "db"), filepath.Join(e.mountDir, "db")); err != nil {
+		t.Fatal(err)
+	}
 	cfg := filepath.Join(e.root, "litefs.toml")
 	writeFile(t, cfg, replaceHTTP(e.configText(), testenv.FreeAddr(t)))
 	out, err := runMount(t, cfg)
@@ -84,6 +96,9 @@ func TestFUSEDirWithDatabaseRefused(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Fatalf("error does not say %q:\n%s", want, out)
 		}
+	}
+	if strings.Contains(out, "run `litefs restore` first") {
+		t.Fatalf("the hidden database was met with restore advice:\n%s", out)
 	}
 	if isMounted(e.mountDir) {
 		t.Fatal("refused, yet mounted")

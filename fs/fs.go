@@ -227,6 +227,21 @@ func prepareMountDir(dir string, logger *slog.Logger) error {
 	return nil
 }
 
+// CheckMountDir is what Mount checks of the mount dir before mounting (a
+// dead FUSE mount is detached, a live one refused, one holding files
+// refused), for a caller that wants the answer before its own start-up
+// work: a database hidden under the mount dir must be named before
+// anything says "run restore first".
+func CheckMountDir(mountDir, dataDir string, logger *slog.Logger) error {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if err := prepareMountDir(mountDir, logger); err != nil {
+		return err
+	}
+	return checkMountDirEmpty(mountDir, dataDir)
+}
+
 // checkMountDirEmpty refuses a mount dir that holds files: the mount would
 // hide them, and an app whose database is among them would see an empty
 // directory and start a new history (a user coming from Litestream has the

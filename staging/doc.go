@@ -6,6 +6,7 @@
 //	frozen/L<level>-<min>-<max>.ltx   objects with their final name and bytes
 //	frozen/*.tmp                      an object being written (ignored, replaced)
 //	pos                               the last position (JSON), see Pos
+//	overflow                          a new snapshot must come next (JSON), see Overflow
 //
 // # Record format
 //
@@ -54,6 +55,12 @@
 //     is written before a sealed log goes: a batch of several records says
 //     nothing of the WAL, and start-up resumes in the WAL from a record's
 //     position.
+//   - Bytes, what staging-max-bytes bounds, counts the log (written and
+//     pending) and the frozen objects. At the cap the capture drops them all
+//     (Discard) and appends nothing until a new snapshot: past the first
+//     dropped record nothing staged could be applied without that snapshot
+//     anyway. The overflow marker is durable before Discard and goes only
+//     once the snapshot is staged or in the replica.
 //
 // Everything goes through a vfs.FS, so tests inject ENOSPC mid-record, a
 // failed fsync or a failed rename with internal/vfs/errorfs.

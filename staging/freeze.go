@@ -215,7 +215,11 @@ func (l *Log) PostApply(f Frozen) (ltx.Checksum, error) {
 
 // Remove deletes a frozen object the replica confirmed.
 func (l *Log) Remove(f Frozen) error {
-	if err := l.fs.Remove(f.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := l.fs.Remove(f.Path); errors.Is(err, os.ErrNotExist) {
+		// Discard (an overflow) dropped it while it was being uploaded and
+		// already stopped counting it.
+		return nil
+	} else if err != nil {
 		return fmt.Errorf("remove staged %s: %w", filepath.Base(f.Path), err)
 	}
 	l.mu.Lock()

@@ -74,6 +74,12 @@ func (dm *Daemon) Start(ctx context.Context) (err error) {
 		return err
 	}
 	dm.lock = lock
+	// Before the databases open: a Litestream user's database still in
+	// fuse.dir must be named as such, not met with "run restore first".
+	if err := fs.CheckMountDir(cfg.FUSE.Dir, cfg.Data.Dir, dm.logger); err != nil {
+		lock.release()
+		return err
+	}
 	defer func() {
 		if err != nil {
 			for _, db := range dm.dbs {
@@ -103,6 +109,7 @@ func (dm *Daemon) Start(ctx context.Context) (err error) {
 			LeaseTTL:         time.Duration(dc.Replica.LeaseTTL),
 			SnapshotInterval: time.Duration(dc.Replica.SnapshotInterval),
 			Retention:        time.Duration(dc.Replica.Retention),
+			StagingMaxBytes:  int64(dc.Replica.StagingMaxBytes),
 		})
 		if err != nil {
 			return err

@@ -22,13 +22,14 @@ var (
 	descUploads     = prometheus.NewDesc("litefs_upload_total", "Uploads to the replica by result.", []string{"db", "result"}, nil)
 	descUploadBytes = prometheus.NewDesc("litefs_upload_bytes_total", "Bytes uploaded to the replica.", []string{"db"}, nil)
 	descFenced      = prometheus.NewDesc("litefs_fenced", "1 when another writer owns the replica and uploads stopped.", []string{"db"}, nil)
+	descGaps        = prometheus.NewDesc("litefs_history_gaps_total", "Times staging overflowed staging-max-bytes and a new snapshot closed the gap: restore points in the range the log names are gone (no commit is).", []string{"db"}, nil)
 	descReplicating = prometheus.NewDesc("litefs_db_replicating", "1 while the database is replicated; 0 while waiting for it or after replication stopped.", []string{"db"}, nil)
 )
 
 type collector struct{ dm *Daemon }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDBTXID, descDBSize, descWALSize, descReplicaTXID, descLag, descStaging, descUploads, descUploadBytes, descFenced, descReplicating} {
+	for _, d := range []*prometheus.Desc{descDBTXID, descDBSize, descWALSize, descReplicaTXID, descLag, descStaging, descUploads, descUploadBytes, descFenced, descReplicating, descGaps} {
 		ch <- d
 	}
 }
@@ -52,6 +53,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descUploads, float64(db.Metrics.UploadOK.Load()), "ok")
 		counter(descUploads, float64(db.Metrics.UploadErr.Load()), "error")
 		counter(descUploadBytes, float64(db.Metrics.UploadedBytes.Load()))
+		counter(descGaps, float64(db.Metrics.HistoryGaps.Load()))
 		st, err := db.State()
 		fenced := 0.0
 		if st == litefs.StateStopped && errors.Is(err, litefs.ErrFenced) {
