@@ -17,7 +17,7 @@ type Metrics struct {
 	// HistoryGaps counts overflows whose lost restore points were closed by
 	// a new snapshot (overflow.go).
 	HistoryGaps atomic.Uint64
-	unsent        unsentQueue
+	unsent      unsentQueue
 }
 
 // unsentQueue remembers when each transaction the replica does not hold yet

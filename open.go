@@ -35,8 +35,8 @@ type DBOptions struct {
 	Retention        time.Duration
 	// StagingMaxBytes caps staging (0: no cap): see overflow.go.
 	StagingMaxBytes int64
-	Logger           *slog.Logger
-	Now              func() time.Time // nil = time.Now
+	Logger          *slog.Logger
+	Now             func() time.Time // nil = time.Now
 }
 
 // OpenDB runs the start-up sequence (docs/design.md, "Start-up") for one database before the
