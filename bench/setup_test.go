@@ -75,10 +75,15 @@ func loopbackTarget(b *testing.B, passthrough bool) target {
 
 // litefsTarget is the daemon replicating to a file replica.
 func litefsTarget(b *testing.B, passthrough bool, syncInterval string) (target, *daemon.Daemon) {
+	return litefsTargetWith(b, passthrough, syncInterval, "")
+}
+
+// litefsTargetWith is litefsTarget with more [fuse] keys.
+func litefsTargetWith(b *testing.B, passthrough bool, syncInterval, fuseExtra string) (target, *daemon.Daemon) {
 	testenv.RequireFUSE(b)
 	dir := b.TempDir()
 	cfg, err := config.Parse("bench.toml", testenv.Config{
-		FUSEDir: filepath.Join(dir, "mnt"), Passthrough: testenv.Bool(passthrough), DataDir: filepath.Join(dir, "data"), HTTPAddr: "off",
+		FUSEDir: filepath.Join(dir, "mnt"), Passthrough: testenv.Bool(passthrough), FUSEExtra: fuseExtra, DataDir: filepath.Join(dir, "data"), HTTPAddr: "off",
 		Replica: testenv.Replica{URL: "file://" + filepath.Join(dir, "replica"), SyncInterval: syncInterval},
 	}.TOML())
 	if err != nil {

@@ -38,6 +38,9 @@ type FUSEConfig struct {
 	AllowOther  *bool  `toml:"allow-other"`
 	Passthrough *bool  `toml:"passthrough"`
 	Debug       bool   `toml:"debug"`
+	// OpMetrics times every FUSE operation into litefs_fuse_op_seconds
+	// (default true; two clock reads a request).
+	OpMetrics *bool `toml:"op-metrics"`
 }
 
 type DataConfig struct {
@@ -185,6 +188,10 @@ func (c *Config) applyDefaults() {
 	if c.FUSE.Passthrough == nil {
 		t := true
 		c.FUSE.Passthrough = &t
+	}
+	if c.FUSE.OpMetrics == nil {
+		t := true
+		c.FUSE.OpMetrics = &t
 	}
 	if c.HTTP.Addr == "" {
 		c.HTTP.Addr = DefaultHTTPAddr

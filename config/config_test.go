@@ -41,7 +41,7 @@ func TestConfigBad(t *testing.T) {
 dir = "/var/lib/myapp"
 colour = "blue"
 ` + goodConfig[len("[fuse]\ndir = \"/var/lib/myapp\"\n"):],
-			`t.toml:3: fuse.colour: unknown key; [fuse] takes dir, allow-other, passthrough, debug`},
+			`t.toml:3: fuse.colour: unknown key; [fuse] takes dir, allow-other, passthrough, debug, op-metrics`},
 		{"key in the wrong table", `addr = ":9090"
 ` + goodConfig,
 			`t.toml:1: addr: unknown key; addr belongs in [http]`},
@@ -174,7 +174,7 @@ dbs = [
 `, `t.toml:6: dbs[1].replica.url: "s3:/b" has no bucket; write s3://bucket/path`},
 		{"line after a multi-line string", "# comment\n[fuse]\ndir = \"\"\"\n/var/lib/myapp\"\"\"\nlabel = '''\nx\n[fuse]\n'''\ndebug = \"no\"\n" +
 			goodConfig[len("[fuse]\ndir = \"/var/lib/myapp\"\n"):],
-			"t.toml:5: fuse.label: unknown key; [fuse] takes dir, allow-other, passthrough, debug\n" +
+			"t.toml:5: fuse.label: unknown key; [fuse] takes dir, allow-other, passthrough, debug, op-metrics\n" +
 				"t.toml:9: fuse.debug: want true or false, got a string; write true or false, without quotes"},
 		{"syntax error: unterminated string", strings.Replace(goodConfig, `"s3://mybucket/db"`, `"s3://mybucket/db`, 1),
 			`t.toml:9: dbs.replica.url: TOML syntax error: strings cannot contain newlines; fix the syntax`},
@@ -398,7 +398,7 @@ func TestConfigPath(t *testing.T) {
 	if err := os.WriteFile(p, []byte(strings.Replace(goodConfig, "[data]", "bad = 1\n[data]", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := config.Read(p); err == nil || err.Error() != p+":3: fuse.bad: unknown key; [fuse] takes dir, allow-other, passthrough, debug" {
+	if _, err := config.Read(p); err == nil || err.Error() != p+":3: fuse.bad: unknown key; [fuse] takes dir, allow-other, passthrough, debug, op-metrics" {
 		t.Errorf("messages name the file read: %v", err)
 	}
 	t.Setenv("LITEFS_CONFIG", "")

@@ -34,7 +34,7 @@
 // empty (as in sh). Anything else with a $ — a bare $, $VAR, an unclosed ${
 // — is literal, so secrets containing $ survive; there is no escape for a
 // literal "${NAME}".
-
+//
 // Invariants: a *Config that Parse or Read returned is complete (every
 // default applied) and valid (Validate on it is nil); no error message
 // repeats a secret.

@@ -212,6 +212,10 @@ func TestMetrics(t *testing.T) {
 	if during[`litefs_db_txid{db="db"}`] < before[`litefs_db_txid{db="db"}`]+100 {
 		t.Fatalf("txid %v then %v after 100 commits", before[`litefs_db_txid{db="db"}`], during[`litefs_db_txid{db="db"}`])
 	}
+	// Every commit is WAL writes through the daemon: timed per operation.
+	if during[`litefs_fuse_op_seconds_count{op="write"}`] < 100 || during[`litefs_fuse_op_seconds_bucket{op="write",le="+Inf"}`] < 100 {
+		t.Fatalf("litefs_fuse_op_seconds{op=write} counted %v writes after 100 commits", during[`litefs_fuse_op_seconds_count{op="write"}`])
+	}
 	if during[`litefs_staging_bytes{db="db"}`] == 0 {
 		t.Fatalf("staging empty right after 100 commits with a 200ms sync interval: %v", during)
 	}

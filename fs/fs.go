@@ -43,6 +43,9 @@ type Options struct {
 	Passthrough bool         // try FUSE passthrough for db and -shm files (falls back silently if the kernel refuses); WAL is never passthrough
 	Debug       bool         // go-fuse's trace of every request, logged at slog.LevelDebug
 	Logger      *slog.Logger // nil: slog.Default()
+	// ObserveOp, when set, is told how long each timed FUSE operation
+	// took (opstats.go). It runs on the request's goroutine: keep it cheap.
+	ObserveOp func(Op, time.Duration)
 }
 
 // Server is a mounted litefs FUSE file system.
@@ -139,7 +142,7 @@ func Mount(opt Options) (*Server, error) {
 		NullPermissions: true,
 		Logger:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	srv, err := gofs.Mount(mountDir, root, fopts)
+	srv, err := mount(mountDir, root, fopts, opt.ObserveOp)
 	if err != nil {
 		return nil, fmt.Errorf("fs: mount %s on %s: %w", dataDir, mountDir, err)
 	}
@@ -225,6 +228,24 @@ func prepareMountDir(dir string, logger *slog.Logger) error {
 		return fmt.Errorf("%s is already a live mount: is another litefs running? unmount it first", dir)
 	}
 	return nil
+}
+
+// mount is gofs.Mount with the raw file system wrapped in timedFS when
+// observe is set.
+func mount(dir string, root gofs.InodeEmbedder, opts *gofs.Options, observe func(Op, time.Duration)) (*fuse.Server, error) {
+	raw := gofs.NewNodeFS(root, opts)
+	if observe != nil {
+		raw = &timedFS{RawFileSystem: raw, observe: observe}
+	}
+	srv, err := fuse.NewServer(raw, dir, &opts.MountOptions)
+	if err != nil {
+		return nil, err
+	}
+	go srv.Serve()
+	if err := srv.WaitMount(); err != nil {
+		return nil, err // as gofs.Mount: the serve loop ends with the failed mount
+	}
+	return srv, nil
 }
 
 // CheckMountDir is what Mount checks of the mount dir before mounting (a

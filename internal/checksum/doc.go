@@ -12,7 +12,7 @@
 // memory only for pages written, never for a size a header claims.
 //
 // Callers: replica's restore (Hasher and Update while decoding LTX files,
-// Sums for the restored database, DatabaseChecksum behind
-// replica.DatabaseChecksum); the root package's commit path is meant to use
-// Sums, ReadDBHeader and SumFile in place of its own copies in sums.go.
+// Sums for the restored database, DatabaseChecksum); the root package's
+// capture (Sums on the commit path, ReadDBHeader and SumFile at start-up and
+// for snapshots).
 package checksum

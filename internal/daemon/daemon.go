@@ -35,6 +35,7 @@ type Daemon struct {
 	Now func() time.Time
 
 	lock   *dataDirLock
+	ops    *opHistogram // nil with [fuse] op-metrics = false
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -44,7 +45,11 @@ type Daemon struct {
 
 // New returns a daemon for cfg; Start opens and mounts.
 func New(cfg *config.Config, logger *slog.Logger) *Daemon {
-	return &Daemon{cfg: cfg, logger: logger}
+	dm := &Daemon{cfg: cfg, logger: logger}
+	if cfg.FUSE.OpMetrics == nil || *cfg.FUSE.OpMetrics {
+		dm.ops = newOpHistogram()
+	}
+	return dm
 }
 
 // DBs returns the replicated databases, in config order.
@@ -129,7 +134,7 @@ func (dm *Daemon) Start(ctx context.Context) (err error) {
 	server, err := fs.Mount(fs.Options{
 		DataDir: cfg.Data.Dir, MountDir: cfg.FUSE.Dir, DBs: fsdbs,
 		AllowOther: *cfg.FUSE.AllowOther, Passthrough: *cfg.FUSE.Passthrough,
-		Debug: cfg.FUSE.Debug, Logger: dm.logger,
+		Debug: cfg.FUSE.Debug, Logger: dm.logger, ObserveOp: dm.observeOp(),
 	})
 	if err != nil {
 		if dm.http != nil {
@@ -242,4 +247,11 @@ func (dm *Daemon) flushUntil(ctx context.Context, db *litefs.DB) error {
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+func (dm *Daemon) observeOp() func(fs.Op, time.Duration) {
+	if dm.ops == nil {
+		return nil
+	}
+	return dm.ops.observe
 }

@@ -4,8 +4,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/litefs-dev/litefs/config"
+	"github.com/litefs-dev/litefs/fs"
 )
 
 func TestControlAccess(t *testing.T) {
@@ -45,5 +47,26 @@ func TestControlAccess(t *testing.T) {
 				t.Fatalf("%s %s from %s: %d %q, want %d", method, tc.path, tc.remote, rec.Code, strings.TrimSpace(rec.Body.String()), tc.want)
 			}
 		})
+	}
+}
+
+// litefs_fuse_op_seconds is served with one series per operation, and not
+// at all with [fuse] op-metrics = false.
+func TestOpMetricsSwitch(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		dm := New(&config.Config{FUSE: config.FUSEConfig{OpMetrics: &on}}, nil)
+		if dm.observeOp() != nil != on {
+			t.Fatalf("op-metrics = %v: observer set = %v", on, dm.observeOp() != nil)
+		}
+		if on {
+			dm.observeOp()(fs.OpWrite, 30*time.Microsecond)
+		}
+		rec := httptest.NewRecorder()
+		dm.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		body := rec.Body.String()
+		has := strings.Contains(body, `litefs_fuse_op_seconds_count{op="write"} 1`)
+		if has != on || strings.Contains(body, "litefs_fuse_op_seconds") != on {
+			t.Fatalf("op-metrics = %v, /metrics:\n%s", on, body)
+		}
 	}
 }

@@ -8,7 +8,8 @@
 // storage once the caller's own final fsync returned; PacedWriter's
 // writeback calls are advice and never replace that fsync.
 //
-// Callers: the root package's staging (frozen segments and snapshots),
+// Callers: staging (frozen segments and snapshots), the root package's
+// volume id,
 // replica/file (objects), replica's restore (the restored database's
 // directory).
 package durable

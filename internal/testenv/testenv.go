@@ -46,6 +46,7 @@ type Config struct {
 	HTTPAddr    string // "off" turns HTTP off
 	HTTPExtra   string // more [http] keys, as TOML lines (needs HTTPAddr)
 	Passthrough *bool
+	FUSEExtra   string // more [fuse] keys, as TOML lines
 	DBName      string // default "db"
 	DBExtra     string // more [[dbs]] keys, as TOML lines
 	Replica     Replica
@@ -76,6 +77,7 @@ func (c Config) TOML() string {
 	if c.Passthrough != nil {
 		fmt.Fprintf(&b, "passthrough = %v\n", *c.Passthrough)
 	}
+	line(&b, c.FUSEExtra)
 	fmt.Fprintf(&b, "[data]\ndir = %q\n", c.DataDir)
 	if c.HTTPAddr != "" {
 		fmt.Fprintf(&b, "[http]\naddr = %q\n", c.HTTPAddr)

@@ -19,7 +19,7 @@
 // setup (the daemon's first write creates it); readers that must tell a
 // mistyped path from an empty replica call CheckDir first.
 //
-// Callers: the uploader and restore through replica.ReplicaClient; the lead's
-// URL parsing constructs it with NewClient; restore and `litefs ltx` call
+// Callers: the uploader and restore through replica.ReplicaClient; replica/backends
+// constructs it from a file:// URL with NewClient; restore and `litefs ltx` call
 // CheckDir.
 package file

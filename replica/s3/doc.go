@@ -66,7 +66,7 @@
 // checksums "when required" (R2 and older MinIO reject the SDK's default
 // CRC headers) and path-style addressing when the host is an IP or
 // localhost. The HTTP client is the SDK's buildable client, so
-// AWS_CA_BUNDLE keeps working, with a response-header timeout (2 min) so a
+// AWS_CA_BUNDLE keeps working, with a response-header timeout (Config's; replica/backends sets 10 s) so a
 // hung server cannot hang a request forever; overall deadlines come from
 // the caller's context. Secrets never appear in errors or in Config's
 // String/LogValue.
