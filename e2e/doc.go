@@ -11,7 +11,12 @@
 // outage), s3lease (two daemons, a partitioned writer), faults (random S3
 // faults and TCP cuts), corrupt (damaged replicas), diskfull, restart,
 // badinput, writtenbehind, interop (Litestream reads what litefs writes),
-// datapath, daemon, cmd, proxy, soak. The shared harness is
+// datapath, daemon, cmd, proxy, soak; and for what production throws at
+// it: s3down (S3 refused or hanging at start-up), stagingcap (the staging
+// cap during an outage), shutdown (uploads retried until the timeout),
+// exec (-exec's process group), volume (one daemon per data dir, a fuse dir
+// holding files), httpauth (the control endpoints' token), cli (-h, extra
+// arguments, status, ltx -json). The shared harness is
 // internal/testenv; env (helpers_test.go) and s3env (s3env_test.go) set
 // up one daemon.
 //

@@ -28,6 +28,7 @@ func TestControlAccess(t *testing.T) {
 		{"pprof off", "", "127.0.0.1:5000", "", false, "/debug/pprof/cmdline", 404},
 		{"snapshot remote no token", "", "10.1.2.3:5000", "", false, "/debug/snapshot", 403},
 		{"metrics remote", "tok", "10.1.2.3:5000", "", false, "/metrics", 200},
+		{"status remote", "tok", "10.1.2.3:5000", "", false, "/status", 200},
 		{"healthz remote", "tok", "10.1.2.3:5000", "", false, "/healthz", 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
