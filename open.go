@@ -132,6 +132,7 @@ func (d *DB) open(ctx context.Context, stagePos staging.Pos, allowEmpty bool) er
 		snap = snapshotInfo{Time: u.now()}
 	}
 	u.replicaPos, u.snap, u.uploadedSince = repPos, snap, since
+	u.confirmed.advance(repPos.TXID)
 	if staged, err := d.stage.Frozen(); err == nil {
 		for _, f := range staged {
 			if f.Level == replica.SnapshotLevel && f.Max > u.snap.TXID {

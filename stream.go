@@ -96,6 +96,7 @@ func (u *uploader) streamSnapshot(ctx context.Context, rebase bool) error {
 		u.replicaPos = staging.Pos{TXID: txid, Checksum: sums.Checksum()}
 	}
 	u.repMu.Unlock()
+	u.confirmed.advance(txid)
 	u.metrics.unsent.confirmed(txid)
 	u.snapshotStaged(txid) // the policy counts from it
 	u.retentionDue, u.retentionSince = true, u.now()

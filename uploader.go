@@ -53,6 +53,7 @@ type uploader struct {
 
 	repMu      sync.Mutex
 	replicaPos staging.Pos // what the replica holds (max TXID)
+	confirmed  confirmed   // what our own uploads put there (confirm.go)
 
 	mu            sync.Mutex
 	snap          snapshotInfo // the newest snapshot, staged or in the replica
@@ -275,6 +276,7 @@ func (u *uploader) upload(ctx context.Context, f staging.Frozen) error {
 		u.replicaPos = staging.Pos{TXID: f.Max, Checksum: post}
 	}
 	u.repMu.Unlock()
+	u.confirmed.advance(f.Max)
 	u.metrics.unsent.confirmed(f.Max)
 	u.logger.Debug("uploaded", "object", key, "bytes", f.Size)
 	if err := u.stage.Remove(f); err != nil {
