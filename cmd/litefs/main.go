@@ -4,6 +4,7 @@
 //	litefs restore [flags] DB                  rebuild a database from its replica
 //	litefs ltx     [-json] -config FILE DB     list what a replica holds
 //	litefs status  [-json] [-config FILE]      ask the running daemon how replication goes
+//	litefs wait    [-config FILE] -txid N DB   wait until the replica holds transaction N
 //	litefs version
 //
 // Every command answers -h with its usage (exit status 0) and exits 2 on a
@@ -54,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return ltxCommand(args[1:], stdout, stderr)
 	case "status":
 		return statusCommand(args[1:], stdout, stderr)
+	case "wait":
+		return waitCommand(args[1:], stdout, stderr)
 	case "version":
 		return versionCommand(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
@@ -89,6 +92,7 @@ commands:
   restore  rebuild a database from its replica
   ltx      list the LTX files a replica holds (-json for JSON)
   status   ask the running daemon how each database replicates (-json for JSON)
+  wait     wait until the replica holds a transaction (-txid N), for scripts
   version  print the version
 
 Run 'litefs <command> -h' for a command's flags.

@@ -28,6 +28,8 @@ func (dm *Daemon) handler() http.Handler {
 	// Control endpoints cost S3 requests and commit stalls (a snapshot) or
 	// CPU and internals (pprof): only an authorised client drives them.
 	mux.Handle("POST /debug/snapshot", dm.control(http.HandlerFunc(dm.handleSnapshot)))
+	mux.Handle("GET /txid", dm.control(http.HandlerFunc(dm.handleTXID)))
+	mux.Handle("GET /wait", dm.control(http.HandlerFunc(dm.handleWait)))
 	if dm.cfg.HTTP.Pprof {
 		mux.Handle("/debug/pprof/", dm.control(http.HandlerFunc(pprof.Index)))
 		mux.Handle("/debug/pprof/cmdline", dm.control(http.HandlerFunc(pprof.Cmdline)))
