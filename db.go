@@ -89,8 +89,9 @@ func (d *DB) Run(ctx context.Context) { d.up.Run(ctx) }
 // Flush uploads everything staged now (see uploader.Flush).
 func (d *DB) Flush(ctx context.Context) error { return d.up.Flush(ctx) }
 
-// Snapshot stages a snapshot of the current state now (as snapshot-interval
-// would) and returns its TXID; the uploader sends it with the next batch.
+// Snapshot takes a snapshot of the current state now (as snapshot-interval
+// would) and returns its TXID: staged for the next upload, or streamed to
+// the replica at once when it would not fit under staging-max-bytes.
 func (d *DB) Snapshot(ctx context.Context) (ltx.TXID, error) { return d.up.Snapshot(ctx) }
 
 // Close releases the lease and makes staging and the position durable. The

@@ -66,7 +66,7 @@ func (c *Capture) deferSnapshot(txid ltx.TXID, sums *checksum.Sums, size int64) 
 	c.sums = sums
 	c.overflowed = true
 	c.overflowSeq++
-	c.logger.Info("snapshot larger than staging-max-bytes: it will be streamed from the database to the replica",
+	c.logger.Info("snapshot too large to stage under staging-max-bytes (over half of it): it will be streamed from the database to the replica",
 		"txid", txid, "bytes", size, "staging_max_bytes", c.maxStaged)
 	c.up.rebase()
 	return nil

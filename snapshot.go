@@ -69,13 +69,16 @@ func (u *uploader) takeSnapshot(ctx context.Context, rebase bool) (ltx.TXID, err
 	return txid, nil
 }
 
-// Snapshot stages a snapshot of the current state now (as snapshot-interval
-// would) and returns its TXID; the uploader sends it with the next batch.
+// Snapshot takes a snapshot of the current state now (as snapshot-interval
+// would) and returns its TXID: staged, for the uploader's next batch, or
+// streamed to the replica at once when it would not fit under the cap.
 func (u *uploader) Snapshot(ctx context.Context) (ltx.TXID, error) {
 	u.flushMu.Lock()
 	defer u.flushMu.Unlock()
 	u.capture.drain()
-	return u.takeSnapshot(ctx, false)
+	// A pending rebase would drop a snapshot staged now: take it instead.
+	// A snapshot too large to stage goes straight to the replica.
+	return u.snapshotNow(ctx, u.needRebase.Load())
 }
 
 // snapshotDue says whether the uploader should snapshot now: the database

@@ -16,15 +16,14 @@ import (
 // snapshotNow takes the snapshot Flush decided on: staged whole when it fits
 // under staging-max-bytes (fitsStaged), else streamed from the pinned
 // database straight to the replica. Called with flushMu held.
-func (u *uploader) snapshotNow(ctx context.Context, rebase bool) error {
+func (u *uploader) snapshotNow(ctx context.Context, rebase bool) (ltx.TXID, error) {
 	_, _, size := u.capture.snapshotStats()
 	staged := u.stage.Bytes()
 	if rebase {
 		staged = 0 // a rebase drops what is staged first
 	}
 	if fitsStaged(u.capture.maxStaged, staged, size) {
-		_, err := u.takeSnapshot(ctx, rebase)
-		return err
+		return u.takeSnapshot(ctx, rebase)
 	}
 	return u.streamSnapshot(ctx, rebase)
 }
@@ -36,30 +35,30 @@ func (u *uploader) snapshotNow(ctx context.Context, rebase bool) error {
 // the replica. A failed upload leaves needRebase set when rebasing: the next
 // attempt takes a new snapshot under a new TXID (the name of one that may
 // have reached the replica is never reused with other bytes).
-func (u *uploader) streamSnapshot(ctx context.Context, rebase bool) error {
+func (u *uploader) streamSnapshot(ctx context.Context, rebase bool) (ltx.TXID, error) {
 	// The lease first: nothing is dropped or read for a replica we may not
 	// write.
 	if err := u.ensureLease(ctx); err != nil {
-		return err
+		return 0, err
 	}
 	if mp := u.mountPath.Load(); mp != nil {
 		unpin, err := pinWAL(ctx, *mp)
 		if err != nil {
-			return fmt.Errorf("snapshot %s: %w", u.name, err)
+			return 0, fmt.Errorf("snapshot %s: %w", u.name, err)
 		}
 		defer unpin()
 	}
 	pt, err := u.capture.snapshotPoint(rebase)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	txid := pt.txid
 	if !rebase && txid <= u.snapshotTXID() {
-		return nil
+		return txid, nil
 	}
 	page, done, err := u.capture.diskPages(pt.index)
 	if err != nil {
-		return fmt.Errorf("snapshot %s at TXID %d: %w", u.name, txid, err)
+		return 0, fmt.Errorf("snapshot %s at TXID %d: %w", u.name, txid, err)
 	}
 	defer done()
 	pr, pw := io.Pipe()
@@ -76,18 +75,18 @@ func (u *uploader) streamSnapshot(ctx context.Context, rebase bool) error {
 	encErr := <-encoded
 	if errors.Is(encErr, errSnapshotMismatch) {
 		if !rebase && u.snapMismatch.Add(1) == 1 {
-			return fmt.Errorf("snapshot %s at TXID %d did not match its checksum; will retry", u.name, txid)
+			return 0, fmt.Errorf("snapshot %s at TXID %d did not match its checksum; will retry", u.name, txid)
 		}
 		u.capture.fail(fmt.Errorf("database %s in the data dir is not the state litefs replicated (%v at TXID %d): it was written behind litefs's back; restart litefs to take a new snapshot of it",
 			u.name, encErr, pt.pos.TXID))
 		_, err := u.capture.State()
-		return err
+		return 0, err
 	}
 	if err != nil {
-		return fmt.Errorf("stream snapshot %s at TXID %d: %w", u.name, txid, err)
+		return 0, fmt.Errorf("stream snapshot %s at TXID %d: %w", u.name, txid, err)
 	}
 	if encErr != nil {
-		return fmt.Errorf("stream snapshot %s at TXID %d: %w", u.name, txid, encErr)
+		return 0, fmt.Errorf("stream snapshot %s at TXID %d: %w", u.name, txid, encErr)
 	}
 	u.snapMismatch.Store(0)
 	u.metrics.UploadOK.Add(1)
@@ -102,9 +101,9 @@ func (u *uploader) streamSnapshot(ctx context.Context, rebase bool) error {
 	u.retentionDue, u.retentionSince = true, u.now()
 	u.logger.Info("streamed a snapshot to the replica", "txid", txid, "pages", pt.commit)
 	if rebase {
-		return u.finishRebase(txid, pt.seq)
+		return txid, u.finishRebase(txid, pt.seq)
 	}
-	return nil
+	return txid, nil
 }
 
 // finishRebase ends a rebase whose snapshot txid (taken at the point that

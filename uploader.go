@@ -211,11 +211,11 @@ func (u *uploader) Flush(ctx context.Context) error {
 	}
 	for attempt := 0; ; attempt++ {
 		if u.needRebase.Load() {
-			if err := u.snapshotNow(ctx, true); err != nil {
+			if _, err := u.snapshotNow(ctx, true); err != nil {
 				return err
 			}
 		} else if u.snapshotDue() {
-			if err := u.snapshotNow(ctx, false); err != nil {
+			if _, err := u.snapshotNow(ctx, false); err != nil {
 				return err
 			}
 		}

@@ -1,12 +1,17 @@
 package e2e
 
 import (
+	"context"
+	"io"
 	"io/fs"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/superfly/ltx"
 
 	"github.com/litefs-dev/litefs/internal/s3test"
 	"github.com/litefs-dev/litefs/staging"
@@ -114,5 +119,62 @@ func TestStagingCapDuringOutage(t *testing.T) {
 	}
 	if n := queryInt(t, got, `SELECT count(*) FROM t`); n != rows {
 		t.Fatalf("restored %d rows, want %d", n, rows)
+	}
+}
+
+// A database larger than half of staging-max-bytes is never staged whole:
+// its first snapshot, and one asked for with POST /debug/snapshot while that
+// one is pending, are streamed to the replica; the TXID the endpoint answers
+// is the snapshot the replica holds.
+func TestSnapshotLargerThanCapStreamed(t *testing.T) {
+	srv := s3test.StartVersityGW(t)
+	e := newS3Env(t, srv, "db", "1s")
+	e.repExtra = `staging-max-bytes = "1MiB"`
+	plain := openDB(t, filepath.Join(e.dataDir, "db"), "_journal_mode=WAL")
+	mustExec(t, plain, `CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)`)
+	for i := 0; i < 30; i++ {
+		mustExec(t, plain, `INSERT INTO t (v) VALUES (randomblob(100000))`) // 3 MiB
+	}
+	plain.Close()
+	e.startProcess()
+	resp, err := http.Post("http://"+e.httpAddr+"/debug/snapshot", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var txid ltx.TXID
+	if resp.StatusCode != 200 {
+		t.Fatalf("snapshot: %d %s", resp.StatusCode, body)
+	}
+	f := strings.Fields(string(body))
+	if len(f) != 2 {
+		t.Fatalf("snapshot answered %q", body)
+	}
+	if txid, err = ltx.ParseTXID(f[1]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the answered snapshot in the replica", func() bool {
+		snaps, err := e.client().LTXFiles(context.Background(), 9, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range snaps {
+			if s.MaxTXID == txid {
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.Contains(e.logs.String(), "streamed a snapshot to the replica") {
+		t.Fatalf("no snapshot was streamed:\n%s", e.logs)
+	}
+	if n := stagedBytes(filepath.Join(e.dataDir, staging.DirName, "db")); n > 1<<20 {
+		t.Fatalf("staging holds %d bytes, over the 1 MiB cap", n)
+	}
+	db := e.open("_journal_mode=WAL")
+	out, _ := e.restore(0)
+	if d, want := dump(t, openDB(t, out, "mode=ro")), dump(t, db); d != want {
+		t.Fatal("restore of the streamed snapshot differs from live")
 	}
 }
