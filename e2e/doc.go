@@ -16,7 +16,8 @@
 // cap during an outage), shutdown (uploads retried until the timeout),
 // exec (-exec's process group), volume (one daemon per data dir, a fuse dir
 // holding files), httpauth (the control endpoints' token), cli (-h, extra
-// arguments, status, ltx -json). The shared harness is
+// arguments, status, ltx -json), wait (/txid, /wait, litefs wait). The
+// shared harness is
 // internal/testenv; env (helpers_test.go) and s3env (s3env_test.go) set
 // up one daemon.
 //

@@ -19,7 +19,7 @@ func TestHelp(t *testing.T) {
 	if code, _, stderr := runCLI(t, "restore", "-h"); code != 0 || !strings.HasPrefix(stderr, "usage: litefs restore [flags] DB\n") {
 		t.Errorf("litefs restore -h: exit %d, %q", code, stderr)
 	}
-	for _, cmd := range []string{"mount", "restore", "ltx", "status", "version"} {
+	for _, cmd := range []string{"mount", "restore", "ltx", "status", "wait", "version"} {
 		for _, h := range []string{"-h", "-help", "--help"} {
 			code, stdout, stderr := runCLI(t, cmd, h)
 			want := "-config" // every command's flags but version's

@@ -25,8 +25,9 @@ func (dm *Daemon) handler() http.Handler {
 	mux.Handle("/metrics", dm.metricsHandler())
 	mux.HandleFunc("GET /status", dm.handleStatus)
 
-	// Control endpoints cost S3 requests and commit stalls (a snapshot) or
-	// CPU and internals (pprof): only an authorised client drives them.
+	// Control endpoints cost S3 requests and commit stalls (a snapshot), CPU
+	// and internals (pprof), or hold a request open (wait): only an
+	// authorised client drives them.
 	mux.Handle("POST /debug/snapshot", dm.control(http.HandlerFunc(dm.handleSnapshot)))
 	mux.Handle("GET /txid", dm.control(http.HandlerFunc(dm.handleTXID)))
 	mux.Handle("GET /wait", dm.control(http.HandlerFunc(dm.handleWait)))
