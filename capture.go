@@ -51,6 +51,14 @@ type Capture struct {
 	// dropped at the cap, and commits are not staged until the uploader's
 	// new snapshot (overflow.go). Guarded by mu.
 	maxStaged   int64
+	// durability: when a commit is answered (durable.go). frames finds
+	// commit frames among WAL writes (guarded by wmu); waits and
+	// durableHist count durable commits; closed ends their waits.
+	durability  Durability
+	frames      commitFrames
+	waits       waiting
+	durableHist *latencyHist
+	closed      chan struct{}
 	overflowed  bool
 	overflowSeq uint64 // overflows so far: a rebase is done only if none came after its snapshot point
 
@@ -72,6 +80,11 @@ type uploadSide interface {
 	// replicaTXID is the newest TXID the replica holds: a new snapshot
 	// comes after it, so TXIDs never go back on one replica path.
 	replicaTXID() ltx.TXID
+	// urgent: a durable commit waits; upload now, whatever sync-interval
+	// says.
+	urgent()
+	// waitConfirmed: see uploader.waitConfirmed.
+	waitConfirmed(closed <-chan struct{}, txid ltx.TXID, tick <-chan time.Time) error
 	// rebase: staging cannot go on from where it is (an overflow dropped
 	// it, or a snapshot was too large to stage); the next upload must be a
 	// new snapshot.
@@ -232,6 +245,7 @@ func (c *Capture) nextSnapshotTXID() ltx.TXID {
 // close makes staging and the position durable and closes staging. The
 // queue must be closed.
 func (c *Capture) close() error {
+	close(c.closed) // waiting durable commits get an I/O error now
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	err := c.stage.Sync()

@@ -3,6 +3,7 @@ package litefs
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/superfly/ltx"
 
@@ -63,6 +64,13 @@ func (d *DB) Pos() staging.Pos { return d.capture.Pos() }
 
 // ReplicaPos is the newest position the replica confirmed.
 func (d *DB) ReplicaPos() staging.Pos { return d.up.ReplicaPos() }
+
+// Waiting is how many commits wait for the replica (durability "replica"
+// or "replica-on-fsync") and how long the oldest has waited.
+func (d *DB) Waiting(now time.Time) (int, time.Duration) { return d.capture.waits.Waiting(now) }
+
+// Durability is the database's durability mode.
+func (d *DB) Durability() Durability { return d.capture.durability }
 
 // StagingBytes is what staging holds that the replica has not confirmed.
 func (d *DB) StagingBytes() int64 { return d.stage.Bytes() }

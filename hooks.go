@@ -27,25 +27,38 @@ func (c *Capture) refuseWrites() {
 	c.closing = true
 }
 
-// WriteWAL implements fs.DB.
+// WriteWAL implements fs.DB. Under durability "replica" the write that
+// completes a commit frame is answered only once the replica holds the
+// commit (durable.go); the wait runs after wmu is released.
 func (c *Capture) WriteWAL(off int64, p []byte, write func() (int, error)) (int, error) {
+	n, durable, err := c.writeWAL(off, p, write)
+	if err == nil && durable {
+		if err := c.waitDurable(); err != nil {
+			return 0, err
+		}
+	}
+	return n, err
+}
+
+func (c *Capture) writeWAL(off int64, p []byte, write func() (int, error)) (int, bool, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.closing {
-		return 0, errShuttingDown
+		return 0, false, errShuttingDown
 	}
 	if wal.TouchesHeader(off, len(p)) {
 		if err := c.barrier(); err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		c.checkAtRest()
 	}
 	n, err := write()
 	if err != nil || n == 0 {
-		return n, err
+		return n, false, err
 	}
 	c.enqueue(off, p[:n])
-	return n, nil
+	durable := c.durability == DurabilityReplica && c.frames.completes(c.path+"-wal", off, p[:n])
+	return n, durable, nil
 }
 
 // TruncateWAL implements fs.DB.
@@ -74,9 +87,20 @@ func (c *Capture) TruncateWAL(size int64, truncate func() error) error {
 // checkpoint, and once a checkpoint has copied frames into the database
 // file, start-up can resume only from a record the log holds (it checks the
 // database file plus the WAL up to that record against its checksum).
+//
+// Under durability "replica" or "replica-on-fsync" the fsync is answered
+// only once the replica holds everything before it (durable.go). SQLite
+// also syncs the WAL before a checkpoint and after a new WAL header, at any
+// synchronous setting: those wait too.
 func (c *Capture) SyncWAL(sync func() error) error {
 	c.writeStaged()
-	return sync()
+	if err := sync(); err != nil {
+		return err
+	}
+	if c.durability != DurabilityVolume {
+		return c.waitDurable()
+	}
+	return nil
 }
 
 // writeStaged writes the staged records still in memory to the log file

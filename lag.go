@@ -17,6 +17,9 @@ type Metrics struct {
 	// HistoryGaps counts overflows whose lost restore points were closed by
 	// a new snapshot (overflow.go).
 	HistoryGaps atomic.Uint64
+	// Durable is the latency of commits (and fsyncs) that waited for the
+	// replica (durable.go).
+	Durable latencyHist
 	unsent      unsentQueue
 }
 

@@ -35,6 +35,8 @@ type DBOptions struct {
 	Retention        time.Duration
 	// StagingMaxBytes caps staging (0: no cap): see overflow.go.
 	StagingMaxBytes int64
+	// Durability says when a commit is answered (durable.go).
+	Durability Durability
 	Logger          *slog.Logger
 	Now             func() time.Time // nil = time.Now
 }
@@ -66,7 +68,7 @@ func OpenDB(ctx context.Context, opt DBOptions) (*DB, error) {
 	d.stage = stage
 	u := &uploader{
 		name: opt.Name, logger: logger, now: opt.Now, client: opt.Client, stage: stage,
-		metrics: &d.Metrics, syncInterval: opt.SyncInterval, notify: make(chan struct{}, 1),
+		metrics: &d.Metrics, syncInterval: opt.SyncInterval, notify: make(chan struct{}, 1), urgentCh: make(chan struct{}, 1),
 		owner: opt.Owner, leaseTTL: opt.LeaseTTL, snapInterval: opt.SnapshotInterval, retention: opt.Retention,
 	}
 	if opt.LeaseTTL > 0 {
@@ -79,7 +81,8 @@ func OpenDB(ctx context.Context, opt DBOptions) (*DB, error) {
 	c := &Capture{
 		name: opt.Name, path: d.path, logger: logger, now: opt.Now, stage: stage,
 		unsent: &d.Metrics.unsent, up: u, walIndex: map[uint32]int64{},
-		maxStaged: opt.StagingMaxBytes,
+		maxStaged: opt.StagingMaxBytes, durability: opt.Durability,
+		durableHist: &d.Metrics.Durable, closed: make(chan struct{}),
 	}
 	c.tracker = wal.NewTracker(c.onCommit)
 	c.queue.cond.L = &c.queue.mu

@@ -56,7 +56,7 @@ func ofdLock(ctx context.Context, f *os.File, off int64, typ int16) error {
 		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) {
 			return fmt.Errorf("lock byte %d of %s: %w", off, f.Name(), err)
 		}
-		if err := sleep(ctx, time.Millisecond); err != nil {
+		if err := sleep(ctx, time.Millisecond, nil); err != nil {
 			return err
 		}
 	}

@@ -39,8 +39,10 @@ type uploader struct {
 	metrics      *Metrics
 	syncInterval time.Duration
 
-	// notify wakes Run when something was staged.
-	notify chan struct{}
+	// notify wakes Run when something was staged; urgentCh also cuts the
+	// sync-interval wait short (a durable commit waits).
+	notify   chan struct{}
+	urgentCh chan struct{}
 	// mountPath is where the app sees the database: snapshots pin the WAL
 	// there (pin.go). nil while unmounted.
 	mountPath atomic.Pointer[string]
@@ -88,6 +90,15 @@ func (u *uploader) staged() {
 	}
 }
 
+// urgent implements uploadSide.
+func (u *uploader) urgent() {
+	select {
+	case u.urgentCh <- struct{}{}:
+	default:
+	}
+	u.staged()
+}
+
 // rebase implements uploadSide: the next pass starts with a new snapshot.
 func (u *uploader) rebase() {
 	u.needRebase.Store(true)
@@ -131,11 +142,13 @@ func (u *uploader) Run(ctx context.Context) {
 				return
 			}
 		}
-		wait := u.syncInterval
 		if backoff > 0 {
-			wait = backoff
-		}
-		if wait > 0 && sleep(ctx, wait) != nil {
+			// An outage's backoff holds even for durable commits: they wait
+			// for the replica anyway.
+			if sleep(ctx, backoff, nil) != nil {
+				return
+			}
+		} else if u.syncInterval > 0 && sleep(ctx, u.syncInterval, u.urgentCh) != nil {
 			return
 		}
 		err := u.Flush(ctx)
@@ -167,15 +180,17 @@ func (u *uploader) Run(ctx context.Context) {
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
+// sleep waits d, or less when wake fires.
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
-		return nil
+	case <-wake:
 	}
+	return nil
 }
 
 // nextBackoff doubles up to maxBackoff, with jitter so that many daemons

@@ -80,6 +80,8 @@ type ReplicaConfig struct {
 	SnapshotInterval  Duration  `toml:"snapshot-interval"`
 	Retention         Duration  `toml:"retention"`
 	StagingMaxBytes   Size      `toml:"staging-max-bytes"`
+	// Durability: "volume" (default), "replica" or "replica-on-fsync".
+	Durability string `toml:"durability"`
 }
 
 // Settings are the replica keys its backend needs beyond the URL.
@@ -292,6 +294,11 @@ func (c *Config) check(ck *checker) {
 		ck.positive(at+".replica.lease-ttl", r.LeaseTTL, false)
 		ck.positive(at+".replica.snapshot-interval", r.SnapshotInterval, false)
 		ck.positive(at+".replica.retention", r.Retention, false)
+		switch r.Durability {
+		case "", "volume", "replica", "replica-on-fsync":
+		default:
+			ck.add(at+".replica.durability", "%q is not a durability; use \"volume\" (a commit returns once on the volume), \"replica\" (once the replica holds it) or \"replica-on-fsync\" (WAL fsyncs wait: PRAGMA synchronous=FULL commits)", r.Durability)
+		}
 		if r.SyncInterval != nil && *r.SyncInterval < 0 {
 			ck.add(at+".replica.sync-interval", "negative duration %s; use \"0s\" or more", *r.SyncInterval)
 		}

@@ -65,7 +65,7 @@ func (e *s3env) configText() string {
 		ttl += fmt.Sprintf("\nlease-ttl = %q", e.leaseTTL)
 	}
 	return testenv.Config{
-		FUSEDir: e.mountDir, DataDir: e.dataDir, HTTPAddr: "127.0.0.1:0", DBExtra: e.extra,
+		FUSEDir: e.mountDir, DataDir: e.dataDir, HTTPAddr: "127.0.0.1:0", HTTPExtra: e.httpExtra, DBExtra: e.extra,
 		Replica: testenv.Replica{
 			URL: fmt.Sprintf("s3://%s/%s", e.srv.Bucket, e.path), SyncInterval: e.syncInt,
 			Endpoint: e.endpoint, Region: e.srv.Region, AccessKey: e.srv.AccessKey, SecretKey: e.srv.SecretKey,

@@ -103,6 +103,10 @@ func (dm *Daemon) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
+		durability, err := litefs.ParseDurability(dc.Replica.Durability)
+		if err != nil {
+			return fmt.Errorf("database %s: %w", dc.Path, err)
+		}
 		client, err := backends.NewClient(ctx, dc.Replica.URL, dc.Replica.Settings())
 		if err != nil {
 			return fmt.Errorf("database %s: %w", dc.Path, err)
@@ -115,6 +119,7 @@ func (dm *Daemon) Start(ctx context.Context) (err error) {
 			SnapshotInterval: time.Duration(dc.Replica.SnapshotInterval),
 			Retention:        time.Duration(dc.Replica.Retention),
 			StagingMaxBytes:  int64(dc.Replica.StagingMaxBytes),
+			Durability:       durability,
 		})
 		if err != nil {
 			return err
@@ -203,6 +208,10 @@ func (dm *Daemon) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// defaultDurableWaitLimit: how long a durable commit may wait before
+// /readyz says not ready, when readiness-max-lag is unset.
+const defaultDurableWaitLimit = 10 * time.Second
+
 // Ready reports whether the daemon serves its purpose: mounted, and no
 // database fenced or out of WAL mode. An S3 outage alone is not unready.
 func (dm *Daemon) Ready() error {
@@ -219,6 +228,17 @@ func (dm *Daemon) Ready() error {
 		}
 		if lag := db.Lag(time.Now()); maxLag > 0 && lag > maxLag {
 			return fmt.Errorf("database %s: replication lag %s exceeds readiness-max-lag %s", db.Name(), lag.Round(time.Millisecond), maxLag)
+		}
+		// A durable commit that waits blocks the app: not ready once it
+		// waited readiness-max-lag (10 s when unset).
+		if n, oldest := db.Waiting(time.Now()); n > 0 {
+			limit := maxLag
+			if limit <= 0 {
+				limit = defaultDurableWaitLimit
+			}
+			if oldest > limit {
+				return fmt.Errorf("database %s: %d durable commit(s) waiting for the replica, the oldest for %s", db.Name(), n, oldest.Round(time.Millisecond))
+			}
 		}
 	}
 	return nil

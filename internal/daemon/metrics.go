@@ -24,6 +24,9 @@ var (
 	descUploadBytes = prometheus.NewDesc("litefs_upload_bytes_total", "Bytes uploaded to the replica.", []string{"db"}, nil)
 	descFenced      = prometheus.NewDesc("litefs_fenced", "1 when another writer owns the replica and uploads stopped.", []string{"db"}, nil)
 	descGaps        = prometheus.NewDesc("litefs_history_gaps_total", "Times staging overflowed staging-max-bytes and a new snapshot closed the gap: restore points in the range the log names are gone (no commit is).", []string{"db"}, nil)
+	descWaiting     = prometheus.NewDesc("litefs_commits_waiting", "Durable commits (durability replica or replica-on-fsync) waiting for the replica now.", []string{"db"}, nil)
+	descWaitOldest  = prometheus.NewDesc("litefs_commit_wait_seconds", "How long the oldest waiting durable commit has waited; 0 when none waits.", []string{"db"}, nil)
+	descDurable     = prometheus.NewDesc("litefs_durable_commit_seconds", "Time a durable commit (or WAL fsync) waited for the replica.", []string{"db"}, nil)
 	descReplicating = prometheus.NewDesc("litefs_db_replicating", "1 while the database is replicated; 0 while waiting for it or after replication stopped.", []string{"db"}, nil)
 )
 
@@ -53,7 +56,7 @@ func (h *opHistogram) observe(op fs.Op, d time.Duration) { h.obs[op].Observe(d.S
 type collector struct{ dm *Daemon }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDBTXID, descDBSize, descWALSize, descReplicaTXID, descLag, descStaging, descUploads, descUploadBytes, descFenced, descReplicating, descGaps} {
+	for _, d := range []*prometheus.Desc{descDBTXID, descDBSize, descWALSize, descReplicaTXID, descLag, descStaging, descUploads, descUploadBytes, descFenced, descReplicating, descGaps, descWaiting, descWaitOldest, descDurable} {
 		ch <- d
 	}
 }
@@ -78,6 +81,13 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descUploads, float64(db.Metrics.UploadErr.Load()), "error")
 		counter(descUploadBytes, float64(db.Metrics.UploadedBytes.Load()))
 		counter(descGaps, float64(db.Metrics.HistoryGaps.Load()))
+		n, oldest := db.Waiting(now)
+		gauge(descWaiting, float64(n))
+		gauge(descWaitOldest, oldest.Seconds())
+		if db.Durability() != litefs.DurabilityVolume {
+			buckets, count, sum := db.Metrics.Durable.Snapshot()
+			ch <- prometheus.MustNewConstHistogram(descDurable, count, sum, buckets, name)
+		}
 		st, err := db.State()
 		fenced := 0.0
 		if st == litefs.StateStopped && errors.Is(err, litefs.ErrFenced) {
