@@ -50,7 +50,7 @@ type Capture struct {
 	// maxStaged is staging-max-bytes (0: no cap). overflowed: staging was
 	// dropped at the cap, and commits are not staged until the uploader's
 	// new snapshot (overflow.go). Guarded by mu.
-	maxStaged   int64
+	maxStaged int64
 	// durability: when a commit is answered (durable.go). frames finds
 	// commit frames among WAL writes (guarded by wmu); waits and
 	// durableHist count durable commits; closed ends their waits.

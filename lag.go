@@ -20,7 +20,7 @@ type Metrics struct {
 	// Durable is the latency of commits (and fsyncs) that waited for the
 	// replica (durable.go).
 	Durable latencyHist
-	unsent      unsentQueue
+	unsent  unsentQueue
 }
 
 // unsentQueue remembers when each transaction the replica does not hold yet

@@ -37,8 +37,8 @@ type DBOptions struct {
 	StagingMaxBytes int64
 	// Durability says when a commit is answered (durable.go).
 	Durability Durability
-	Logger          *slog.Logger
-	Now             func() time.Time // nil = time.Now
+	Logger     *slog.Logger
+	Now        func() time.Time // nil = time.Now
 }
 
 // OpenDB runs the start-up sequence (docs/design.md, "Start-up") for one database before the
