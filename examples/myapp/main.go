@@ -22,9 +22,13 @@ import (
 func main() {
 	addr := flag.String("addr", ":8080", "listen address")
 	dsn := flag.String("db", "/var/lib/myapp/db", "database path")
+	syncMode := flag.String("synchronous", "NORMAL", "PRAGMA synchronous: NORMAL or FULL (with litefs's durability = \"replica-on-fsync\", FULL commits return once in the replica)")
 	flag.Parse()
+	if *syncMode != "NORMAL" && *syncMode != "FULL" {
+		log.Fatalf("-synchronous %q: use NORMAL or FULL", *syncMode)
+	}
 
-	db, err := sql.Open("sqlite3", "file:"+*dsn+"?_journal_mode=WAL&_busy_timeout=5000&_synchronous=NORMAL")
+	db, err := sql.Open("sqlite3", "file:"+*dsn+"?_journal_mode=WAL&_busy_timeout=5000&_synchronous="+*syncMode)
 	if err != nil {
 		log.Fatalf("open %s: %v", *dsn, err)
 	}
