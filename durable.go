@@ -206,7 +206,7 @@ func (c *Capture) waitDurable() error {
 		}
 		if c.now().Sub(start) > longWait && c.waits.logOnce() {
 			c.logger.Warn("durable commits are waiting for the replica (unreachable, or another owner's lease not yet expired); they return once it confirms them",
-				"db", c.name, "txid", txid)
+				"txid", txid)
 		}
 	}
 }

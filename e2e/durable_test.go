@@ -6,9 +6,11 @@ import (
 	"errors"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/litefs-dev/litefs"
 	"github.com/litefs-dev/litefs/internal/s3test"
 	"github.com/litefs-dev/litefs/replica"
 )
@@ -151,4 +153,62 @@ func TestDurableReplicaOnFsync(t *testing.T) {
 	if n := e.replicaCount(t); n != 22 {
 		t.Fatalf("replica holds %d rows after the FULL commit, want 22 (everything before its fsync)", n)
 	}
+}
+
+// A durable commit waits through a partition while another daemon takes
+// the lapsed lease and writes the replica: when the partition heals, the
+// first daemon is fenced and the waiting commit gets an error, never
+// success.
+func TestDurableCommitFencedGetsError(t *testing.T) {
+	srv := s3test.StartVersityGW(t)
+	a := newS3Env(t, srv, "db", "0s")
+	a.leaseTTL = "2s"
+	a.repExtra = `durability = "replica"`
+	pa := s3test.StartProxy(t, srv.Endpoint)
+	a.endpoint = pa.URL
+	a.start()
+	adb := a.open("_journal_mode=WAL")
+	adb.SetMaxOpenConns(1)
+	mustExec(t, adb, `CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT, v BLOB)`)
+	insertRows(t, adb, "a", 5)
+
+	cut := pa.Inject(s3test.Fault{Action: s3test.Reset, Times: -1})
+	done := execAsync(adb, `INSERT INTO t (who) VALUES ('a, waiting')`)
+
+	b := newS3Env(t, srv, "db", "0s")
+	b.leaseTTL = "2s"
+	b.restoreInto()
+	b.start()
+	bStart := b.db().ReplicaPos().TXID
+	bdb := b.open("_journal_mode=WAL")
+	bdb.SetMaxOpenConns(1)
+	insertRows(t, bdb, "b", 5)
+	waitFor(t, 20*time.Second, "the second daemon to take over the lapsed lease", func() bool {
+		return b.db().ReplicaPos().TXID > bStart
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("the waiting commit returned (%v) during the partition", err)
+	default:
+	}
+	pa.Remove(cut)
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the waiting commit returned success after its daemon was fenced")
+		}
+		t.Logf("the waiting commit failed as it must: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("the waiting commit never returned after the partition healed")
+	}
+	if st, err := a.db().State(); st != litefs.StateStopped {
+		t.Fatalf("first daemon not fenced: %v %v", st, err)
+	}
+	// Its shutdown says it is fenced and keeps the commit staged: expected.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.env.dm.Shutdown(ctx); err == nil || !strings.Contains(err.Error(), "fenced") {
+		t.Fatalf("the fenced daemon's shutdown: %v", err)
+	}
+	a.env.dm = nil
 }
