@@ -7,7 +7,7 @@ LITESTREAM_VERSION := v0.5.18
 TEST_FLAGS ?= -race -timeout 20m
 FUZZTIME ?= 10s
 
-.PHONY: all build deps test vet fuzz fuzz-io run bench soak clean
+.PHONY: all build deps test vet fuzz fuzz-io run bench soak sqlite-suite clean
 
 all: build
 
@@ -90,6 +90,15 @@ bench: build deps
 soak: deps
 	LITEFS_SOAK=1 LITEFS_CRASH_ROUNDS=100 LITEFS_FAULT_OUTAGE=60s PATH=$(GOBIN):$$PATH \
 		$(GO) test -count=1 -v -timeout 60m -run '^(TestSoak|TestCrashKill9|TestS3Faults)$$' ./e2e/
+
+# sqlite-suite runs SQLite's own TCL tests (WAL, locking, mmap, pager,
+# journals, shared cache, vacuum, backup, savepoints) in a plain directory
+# and in a litefs mount, and fails on a test that fails only through the
+# mount. The first run builds testfixture from the Debian source package of
+# the installed libsqlite3 into ~/.cache/litefs-sqlite-suite; later runs
+# reuse it. See e2e/sqlitesuite/README.md.
+sqlite-suite: build
+	e2e/sqlitesuite/run.sh
 
 clean:
 	rm -rf bin
