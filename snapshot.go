@@ -2,6 +2,7 @@ package litefs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,6 +15,11 @@ type snapshotInfo struct {
 	TXID ltx.TXID
 	Time time.Time
 }
+
+// errSnapshotRetry: a snapshot did not match the tracked checksum once;
+// the next pass takes it again (a second miss stops replication). Not an
+// outage: the uploader logs it as what it is.
+var errSnapshotRetry = errors.New("snapshot mismatch")
 
 // takeSnapshot stages a snapshot of the current state while the app goes
 // on. With rebase, staging restarts from it under a new TXID (the replica
@@ -51,7 +57,7 @@ func (u *uploader) takeSnapshot(ctx context.Context, rebase bool) (ltx.TXID, err
 		_ = u.stage.RemoveFrozen(replica.SnapshotLevel, 1, txid)
 		if !rebase && u.snapMismatch.Add(1) == 1 {
 			// Once may be a checkpoint that began before the pin: retry.
-			return 0, fmt.Errorf("snapshot %s at TXID %d did not match its checksum; will retry", u.name, txid)
+			return 0, fmt.Errorf("%w: snapshot %s at TXID %d did not match its checksum (a checkpoint that began before the pin?); will retry", errSnapshotRetry, u.name, txid)
 		}
 		u.capture.fail(fmt.Errorf("database %s in the data dir is not the state litefs replicated (checksum %s, expected %s at TXID %d): it was written behind litefs's back; restart litefs to take a new snapshot of it",
 			u.name, sums.Checksum(), pt.pos.Checksum, pt.pos.TXID))

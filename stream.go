@@ -75,7 +75,7 @@ func (u *uploader) streamSnapshot(ctx context.Context, rebase bool) (ltx.TXID, e
 	encErr := <-encoded
 	if errors.Is(encErr, errSnapshotMismatch) {
 		if !rebase && u.snapMismatch.Add(1) == 1 {
-			return 0, fmt.Errorf("snapshot %s at TXID %d did not match its checksum; will retry", u.name, txid)
+			return 0, fmt.Errorf("%w: snapshot %s at TXID %d did not match its checksum (a checkpoint that began before the pin?); will retry", errSnapshotRetry, u.name, txid)
 		}
 		u.capture.fail(fmt.Errorf("database %s in the data dir is not the state litefs replicated (%v at TXID %d): it was written behind litefs's back; restart litefs to take a new snapshot of it",
 			u.name, encErr, pt.pos.TXID))

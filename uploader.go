@@ -171,6 +171,9 @@ func (u *uploader) Run(ctx context.Context) {
 			u.lease = nil // not ours to release any more
 			u.capture.fail(fmt.Errorf("%w: another writer owns the replica of %s; uploads stopped and nothing was overwritten: %v", ErrFenced, u.name, err))
 			return
+		case errors.Is(err, errSnapshotRetry):
+			backoff, pending = nextBackoff(backoff), true
+			u.logger.Warn(err.Error())
 		default:
 			u.metrics.UploadErr.Add(1)
 			backoff = nextBackoff(backoff)
