@@ -37,9 +37,10 @@ func durableRounds(t *testing.T) int {
 // counterApp runs the guide's counter app through the mount and visits it
 // until stopped, keeping the highest count it acknowledged.
 type counterApp struct {
-	cmd   *exec.Cmd
-	acked atomic.Int64
-	done  chan struct{}
+	cmd    *exec.Cmd
+	acked  atomic.Int64
+	killed atomic.Bool
+	done   chan struct{}
 }
 
 func startCounterApp(t *testing.T, dbPath, synchronous string) *counterApp {
@@ -57,7 +58,7 @@ func startCounterApp(t *testing.T, dbPath, synchronous string) *counterApp {
 		for {
 			resp, err := client.Get("http://" + addr + "/")
 			if err != nil {
-				if a.cmd.ProcessState != nil || strings.Contains(err.Error(), "refused") && a.acked.Load() > 0 {
+				if a.killed.Load() {
 					return
 				}
 				time.Sleep(10 * time.Millisecond)
@@ -78,6 +79,7 @@ func startCounterApp(t *testing.T, dbPath, synchronous string) *counterApp {
 }
 
 func (a *counterApp) kill() {
+	a.killed.Store(true)
 	_ = a.cmd.Process.Signal(syscall.SIGKILL)
 	_ = a.cmd.Wait()
 	<-a.done

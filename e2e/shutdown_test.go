@@ -27,9 +27,10 @@ func TestShutdownRetriesUploads(t *testing.T) {
 	want := dump(t, db)
 	db.Close()
 
-	// The first PUT of the shutdown fails for certain (so the retry path is
-	// taken), and half of all requests fail for 5 s.
-	first := p.Inject(s3test.Fault{Method: "PUT", Action: s3test.Status, Status: http.StatusInternalServerError})
+	// The first PUTs of the shutdown fail for certain: as many as the SDK's
+	// own attempts (3), so the flush itself fails and the daemon's retry
+	// path is taken. Half of all requests fail for 5 s.
+	first := p.Inject(s3test.Fault{Method: "PUT", Times: 3, Action: s3test.Status, Status: http.StatusInternalServerError})
 	half := p.Inject(s3test.Fault{Match: fraction(0.5), Times: -1, Action: s3test.Status, Status: http.StatusServiceUnavailable})
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
