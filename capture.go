@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -59,6 +60,7 @@ type Capture struct {
 	waits       waiting
 	durableHist *latencyHist
 	closed      chan struct{}
+	syncWaits   atomic.Int32 // WAL fsyncs waiting for the replica (snapshot.go: pin)
 	overflowed  bool
 	overflowSeq uint64 // overflows so far: a rebase is done only if none came after its snapshot point
 

@@ -170,6 +170,15 @@ func (w *waiting) logOnce() bool {
 // longWait is when a waiting commit is logged (once per episode).
 const longWait = 2 * time.Second
 
+// syncWaiting reports whether a WAL fsync waits for the replica now.
+func (c *Capture) syncWaiting() bool { return c.syncWaits.Load() > 0 }
+
+// durableWaiting reports whether any commit or fsync waits for the replica.
+func (c *Capture) durableWaiting() bool {
+	n, _ := c.waits.Waiting(c.now())
+	return n > 0
+}
+
 // waitDurable holds a durable commit (or fsync) until the replica holds
 // everything applied so far. It triggers the upload at once, whatever the
 // sync interval. Called without wmu or mu held.

@@ -98,6 +98,8 @@ func (c *Capture) SyncWAL(sync func() error) error {
 		return err
 	}
 	if c.durability != DurabilityVolume {
+		c.syncWaits.Add(1)
+		defer c.syncWaits.Add(-1)
 		return c.waitDurable()
 	}
 	return nil

@@ -31,13 +31,11 @@ var errSnapshotRetry = errors.New("snapshot mismatch")
 // frames of every page committed in this WAL generation stay where the
 // capture's walIndex says; every other page is stable in the database file.
 func (u *uploader) takeSnapshot(ctx context.Context, rebase bool) (ltx.TXID, error) {
-	if mp := u.mountPath.Load(); mp != nil {
-		unpin, err := pinWAL(ctx, *mp)
-		if err != nil {
-			return 0, fmt.Errorf("snapshot %s: %w", u.name, err)
-		}
-		defer unpin()
+	unpin, err := u.pin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("snapshot %s: %w", u.name, err)
 	}
+	defer unpin()
 	if rebase {
 		u.needRebase.Store(true) // until the snapshot is staged
 	}
@@ -133,4 +131,33 @@ func (u *uploader) snapshotTXID() ltx.TXID {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.snap.TXID
+}
+
+// pinBusyWait is how long a snapshot tries the pin while a WAL fsync waits
+// for the replica (see pin).
+const pinBusyWait = 100 * time.Millisecond
+
+// pin pins the WAL for a snapshot (pinWAL). While a WAL fsync waits for the
+// replica (durable.go), the checkpointer that issued it may hold the very
+// lock the pin needs, and it cannot go on until this pass confirms its
+// commits: waiting for the pin would deadlock. Then the pin is tried for
+// pinBusyWait only and the snapshot goes on unpinned: that checkpointer is
+// held before it copies a frame, and the snapshot's checksum check catches
+// a state that moved anyway.
+func (u *uploader) pin(ctx context.Context) (func(), error) {
+	mp := u.mountPath.Load()
+	if mp == nil {
+		return func() {}, nil
+	}
+	if !u.capture.syncWaiting() {
+		return pinWAL(ctx, *mp)
+	}
+	pctx, cancel := context.WithTimeout(ctx, pinBusyWait)
+	defer cancel()
+	unpin, err := pinWAL(pctx, *mp)
+	if err == nil || ctx.Err() != nil {
+		return unpin, err
+	}
+	u.logger.Debug("WAL pin busy while a durable WAL fsync waits: snapshot taken unpinned", "err", err)
+	return func() {}, nil
 }

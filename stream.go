@@ -41,13 +41,11 @@ func (u *uploader) streamSnapshot(ctx context.Context, rebase bool) (ltx.TXID, e
 	if err := u.ensureLease(ctx); err != nil {
 		return 0, err
 	}
-	if mp := u.mountPath.Load(); mp != nil {
-		unpin, err := pinWAL(ctx, *mp)
-		if err != nil {
-			return 0, fmt.Errorf("snapshot %s: %w", u.name, err)
-		}
-		defer unpin()
+	unpin, err := u.pin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("snapshot %s: %w", u.name, err)
 	}
+	defer unpin()
 	pt, err := u.capture.snapshotPoint(rebase)
 	if err != nil {
 		return 0, err

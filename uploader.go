@@ -227,13 +227,18 @@ func (u *uploader) Flush(ctx context.Context) error {
 			return err
 		}
 	}
+	snapAfter := false
 	for attempt := 0; ; attempt++ {
 		if u.needRebase.Load() {
 			if _, err := u.snapshotNow(ctx, true); err != nil {
 				return err
 			}
 		} else if u.snapshotDue() {
-			if _, err := u.snapshotNow(ctx, false); err != nil {
+			if u.capture.durableWaiting() {
+				// Not before a waiting durable commit's upload: it would add
+				// a snapshot's time to that commit. After it (below).
+				snapAfter = true
+			} else if _, err := u.snapshotNow(ctx, false); err != nil {
 				return err
 			}
 		}
@@ -267,6 +272,13 @@ func (u *uploader) Flush(ctx context.Context) error {
 			if err := u.stage.WritePos(pos, false); err != nil {
 				return err
 			}
+		}
+		if snapAfter && u.snapshotDue() {
+			// Staged now, uploaded by the next pass.
+			if _, err := u.snapshotNow(ctx, false); err != nil {
+				return err
+			}
+			u.staged()
 		}
 		u.retentionIfDue(ctx)
 		return nil
