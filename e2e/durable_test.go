@@ -175,17 +175,7 @@ func TestDurableCommitFencedGetsError(t *testing.T) {
 	cut := pa.Inject(s3test.Fault{Action: s3test.Reset, Times: -1})
 	done := execAsync(adb, `INSERT INTO t (who) VALUES ('a, waiting')`)
 
-	b := newS3Env(t, srv, "db", "0s")
-	b.leaseTTL = "2s"
-	b.restoreInto()
-	b.start()
-	bStart := b.db().ReplicaPos().TXID
-	bdb := b.open("_journal_mode=WAL")
-	bdb.SetMaxOpenConns(1)
-	insertRows(t, bdb, "b", 5)
-	waitFor(t, 20*time.Second, "the second daemon to take over the lapsed lease", func() bool {
-		return b.db().ReplicaPos().TXID > bStart
-	})
+	takeOverLapsedLease(t, srv, 5)
 	select {
 	case err := <-done:
 		t.Fatalf("the waiting commit returned (%v) during the partition", err)

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 )
@@ -20,20 +18,7 @@ func TestHTTPControlNeedsToken(t *testing.T) {
 
 	do := func(method, path, token string) (int, string) {
 		t.Helper()
-		req, err := http.NewRequest(method, "http://"+e.procAddr+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
+		return httpDo(t, method, e.procAddr, path, token)
 	}
 	if code, body := do("POST", "/debug/snapshot", ""); code != 401 || !strings.Contains(body, "Bearer") {
 		t.Fatalf("snapshot without token: %d %q, want 401 naming the bearer token", code, body)

@@ -291,17 +291,7 @@ func TestS3LeaseFencedAfterPartition(t *testing.T) {
 	cut := pa.Inject(s3test.Fault{Action: s3test.Reset, Times: -1})
 	insertRows(t, adb, "a", 60)
 
-	b := newS3Env(t, srv, "db", "0s")
-	b.leaseTTL = "2s"
-	b.restoreInto()
-	b.start()
-	bStart := b.db().ReplicaPos().TXID
-	bdb := b.open("_journal_mode=WAL")
-	bdb.SetMaxOpenConns(1)
-	insertRows(t, bdb, "b", 20)
-	waitFor(t, 20*time.Second, "the second daemon to take over the expired lease", func() bool {
-		return b.db().ReplicaPos().TXID > bStart
-	})
+	b, bdb := takeOverLapsedLease(t, srv, 20)
 	if pa.Applied(cut) == 0 {
 		t.Fatal("the first daemon sent nothing during the partition")
 	}
@@ -381,4 +371,24 @@ func TestS3LeaseFencedAfterPartition(t *testing.T) {
 		t.Fatalf("the second daemon is %s after the fenced one shut down: %v", st, err)
 	}
 	b.verify(bdb)
+}
+
+// takeOverLapsedLease starts a second daemon (lease-ttl 2s) on a volume
+// restored from the replica, commits rows rows as "b", and waits until it
+// took the first daemon's lapsed lease and uploaded them. It returns the
+// daemon's env and its app's connection.
+func takeOverLapsedLease(t *testing.T, srv *s3test.Server, rows int) (*s3env, *sql.DB) {
+	t.Helper()
+	b := newS3Env(t, srv, "db", "0s")
+	b.leaseTTL = "2s"
+	b.restoreInto()
+	b.start()
+	bStart := b.db().ReplicaPos().TXID
+	bdb := b.open("_journal_mode=WAL")
+	bdb.SetMaxOpenConns(1)
+	insertRows(t, bdb, "b", rows)
+	waitFor(t, 20*time.Second, "the second daemon to take over the lapsed lease", func() bool {
+		return b.db().ReplicaPos().TXID > bStart
+	})
+	return b, bdb
 }

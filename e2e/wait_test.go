@@ -26,11 +26,17 @@ type txidAnswer struct {
 	ReplicaTXID ltx.TXID `json:"replica_txid"`
 }
 
-// httpGet sends GET http://addr+target, with a bearer token unless it is
-// "", and returns the status and body.
+// httpGet sends GET http://addr+target (see httpDo).
 func httpGet(t *testing.T, addr, target, token string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest("GET", "http://"+addr+target, nil)
+	return httpDo(t, "GET", addr, target, token)
+}
+
+// httpDo sends method http://addr+target, with a bearer token unless it is
+// "", and returns the status and body.
+func httpDo(t *testing.T, method, addr, target, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+addr+target, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,12 +7,13 @@ import (
 )
 
 // MultiConfig is the litefs.toml of several databases on one mount, each
-// with its own [[dbs]] entry and replica. Empty fields are left out, as in
-// Config.
+// with its own [[dbs]] entry and replica. Empty fields are left out.
+// Config.TOML is the one-database case of it.
 type MultiConfig struct {
 	FUSEDir     string
 	DataDir     string
 	HTTPAddr    string // "off" turns HTTP off
+	HTTPExtra   string // more [http] keys, as TOML lines (needs HTTPAddr)
 	Passthrough *bool
 	FUSEExtra   string // more [fuse] keys, as TOML lines
 	DBs         []MultiDB
@@ -39,6 +40,7 @@ func (c MultiConfig) TOML() string {
 	fmt.Fprintf(&b, "[data]\ndir = %q\n", c.DataDir)
 	if c.HTTPAddr != "" {
 		fmt.Fprintf(&b, "[http]\naddr = %q\n", c.HTTPAddr)
+		line(&b, c.HTTPExtra)
 	}
 	for i, db := range c.DBs {
 		fmt.Fprintf(&b, "[[dbs]]\npath = %q\n", c.DBPath(i))

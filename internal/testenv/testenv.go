@@ -62,40 +62,22 @@ type Replica struct {
 }
 
 // DBPath is the database's path as the app sees it.
-func (c Config) DBPath() string {
-	name := c.DBName
-	if name == "" {
-		name = "db"
+func (c Config) DBPath() string { return filepath.Join(c.FUSEDir, c.dbName()) }
+
+func (c Config) dbName() string {
+	if c.DBName == "" {
+		return "db"
 	}
-	return filepath.Join(c.FUSEDir, name)
+	return c.DBName
 }
 
 // TOML renders the config.
 func (c Config) TOML() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n[fuse]\ndir = %q\n", c.FUSEDir)
-	if c.Passthrough != nil {
-		fmt.Fprintf(&b, "passthrough = %v\n", *c.Passthrough)
-	}
-	line(&b, c.FUSEExtra)
-	fmt.Fprintf(&b, "[data]\ndir = %q\n", c.DataDir)
-	if c.HTTPAddr != "" {
-		fmt.Fprintf(&b, "[http]\naddr = %q\n", c.HTTPAddr)
-		line(&b, c.HTTPExtra)
-	}
-	fmt.Fprintf(&b, "[[dbs]]\npath = %q\n", c.DBPath())
-	line(&b, c.DBExtra)
-	r := c.Replica
-	fmt.Fprintf(&b, "[dbs.replica]\nurl = %q\n", r.URL)
-	if r.Endpoint != "" {
-		fmt.Fprintf(&b, "endpoint = %q\nregion = %q\nforce-path-style = true\naccess-key-id = %q\nsecret-access-key = %q\n",
-			r.Endpoint, r.Region, r.AccessKey, r.SecretKey)
-	}
-	if r.SyncInterval != "" {
-		fmt.Fprintf(&b, "sync-interval = %q\n", r.SyncInterval)
-	}
-	line(&b, r.Extra)
-	return b.String()
+	return MultiConfig{
+		FUSEDir: c.FUSEDir, DataDir: c.DataDir, HTTPAddr: c.HTTPAddr, HTTPExtra: c.HTTPExtra,
+		Passthrough: c.Passthrough, FUSEExtra: c.FUSEExtra,
+		DBs: []MultiDB{{Name: c.dbName(), Extra: c.DBExtra, Replica: c.Replica}},
+	}.TOML()
 }
 
 func line(b *strings.Builder, s string) {
