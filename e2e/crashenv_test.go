@@ -23,15 +23,19 @@ import (
 
 // crashRounds is the number of kill -9 rounds: 10 in `go test`,
 // LITEFS_CRASH_ROUNDS overrides (make soak runs 100).
-func crashRounds(t *testing.T) int {
-	if s := os.Getenv("LITEFS_CRASH_ROUNDS"); s != "" {
+func crashRounds(t *testing.T) int { return envRounds(t, "LITEFS_CRASH_ROUNDS", 10) }
+
+// envRounds is the positive integer in the environment variable name, or
+// def when it is unset.
+func envRounds(t *testing.T, name string, def int) int {
+	if s := os.Getenv(name); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
-			t.Fatalf("LITEFS_CRASH_ROUNDS=%q: want a positive number", s)
+			t.Fatalf("%s=%q: want a positive number", name, s)
 		}
 		return n
 	}
-	return 10
+	return def
 }
 
 // crashEnv is an env whose daemon is killed with SIGKILL: `litefs mount`

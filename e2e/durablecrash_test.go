@@ -23,16 +23,7 @@ import (
 
 // durableRounds is how many kill-and-lose-the-volume rounds a durable
 // crash test runs (LITEFS_DURABLE_ROUNDS, default 5).
-func durableRounds(t *testing.T) int {
-	if s := os.Getenv("LITEFS_DURABLE_ROUNDS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("LITEFS_DURABLE_ROUNDS=%q: want a positive integer", s)
-		}
-		return n
-	}
-	return 5
-}
+func durableRounds(t *testing.T) int { return envRounds(t, "LITEFS_DURABLE_ROUNDS", 5) }
 
 // counterApp runs the guide's counter app through the mount and visits it
 // until stopped, keeping the highest count it acknowledged.
